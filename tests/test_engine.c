@@ -1,0 +1,267 @@
+/* The forward pass against independent references: logits and hidden states that nanoGPT
+ * (PyTorch) and picoGPT (numpy) computed from the same checkpoints (tests/fixtures/README.md).
+ *
+ *   test_engine FIXTURE_DIR MODEL.bin [FIXTURE_DIR MODEL.bin ...]
+ *
+ * All models are loaded first and their contexts stay alive together, stepping in turn, so
+ * the run also shows that two models share nothing. For each sequence of each fixture:
+ *   - batch prefill: logits at every position (256 columns everywhere, the full vocabulary at
+ *     the last position and wherever logits_full has it) within 1e-4, and the argmax;
+ *   - token by token through the KV cache: the same checks, plus the final layer norm's
+ *     output against hidden.f32;
+ *   - prefill and decode agree bit for bit, as do 1, 2, 3 and 4 threads and any split of the
+ *     prompt into batches. */
+#define GPT2_NO_MAIN
+#include "../gpt2.c"
+
+#define TOLERANCE 1e-4f
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); failures++; } } while (0)
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); return NULL; }
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = (size_t)n;
+    return buf;
+}
+
+/* --- just enough JSON for summary.json: integer arrays, found by key ------------------- */
+
+static const char *skip_space(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
+    return p;
+}
+
+/* The position just after `"key":` for the nth occurrence of that key, or NULL. */
+static const char *json_key(const char *json, const char *key, int nth) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\"", key);
+    for (const char *p = json; (p = strstr(p, pat)); p += strlen(pat)) {
+        const char *q = p + strlen(pat);
+        q = skip_space(q);
+        if (*q == ':' && nth-- == 0) return q + 1;
+    }
+    return NULL;
+}
+
+/* Reads a flat array of integers at p into out (up to cap); returns the count. */
+static int json_ints(const char *p, int *out, int cap) {
+    p = skip_space(p);
+    if (*p++ != '[') return -1;
+    int n = 0;
+    for (;;) {
+        p = skip_space(p);
+        if (*p == ',') p = skip_space(p + 1);
+        if (*p == ']') return n;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || n == cap) return -1;
+        out[n++] = (int)v;
+        p = end;
+    }
+}
+
+typedef struct {
+    const char *dir;
+    gpt2_model *model;
+    char *summary;
+    int n_seq;
+    int *seq[8], seq_len[8], row_offset[8];
+    int cols[256];
+    float *logits_last;   /* (n_seq, V) */
+    float *logits_cols;   /* (Σ T, 256) */
+    float *hidden;        /* (Σ T, C) */
+    float *logits_full;   /* (T, V) of sequence full_seq, or NULL */
+    int full_seq;
+} Fixture;
+
+static float *load_f32(const char *dir, const char *name, size_t want) {
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/logits/%s", dir, name);
+    float *data = (float *)slurp(path, &len);
+    if (data && len != want * sizeof(float)) { printf("FAIL %s: %zu bytes, expected %zu\n", path, len, want * 4); exit(1); }
+    return data;
+}
+
+static void load_fixture(Fixture *f, const char *dir, const char *model_path) {
+    char err[GPT2_ERR_MAX], path[512];
+    f->dir = dir;
+    f->model = gpt2_load(model_path, err, sizeof err);
+    if (!f->model) { printf("FAIL %s\n", err); exit(1); }
+    snprintf(path, sizeof path, "%s/logits/summary.json", dir);
+    if (!(f->summary = slurp(path, NULL))) { printf("FAIL cannot read %s\n", path); exit(1); }
+    const char *p = skip_space(json_key(f->summary, "sequences", 0)) + 1;  /* into the outer array */
+    for (f->n_seq = 0; f->n_seq < 8; f->n_seq++) {
+        p = skip_space(p);
+        if (*p == ',') p = skip_space(p + 1);
+        if (*p != '[') break;
+        f->seq[f->n_seq] = malloc(4096 * sizeof(int));
+        f->seq_len[f->n_seq] = json_ints(p, f->seq[f->n_seq], 4096);
+        p = strchr(p, ']') + 1;
+    }
+    int offsets[9];
+    json_ints(json_key(f->summary, "row_offsets", 0), offsets, 9);
+    int total = 0;
+    for (int s = 0; s < f->n_seq; s++) { f->row_offset[s] = offsets[s]; total += f->seq_len[s]; }
+    CHECK(json_ints(json_key(f->summary, "cols", 0), f->cols, 256) == 256, "%s: cols", dir);
+    const gpt2_config *c = gpt2_model_config(f->model);
+    f->logits_last = load_f32(dir, "logits_last.f32", (size_t)f->n_seq * c->vocab_size);
+    f->logits_cols = load_f32(dir, "logits_cols.f32", (size_t)total * 256);
+    f->hidden = load_f32(dir, "hidden.f32", (size_t)total * c->n_embd);
+    f->full_seq = -1;
+    const char *full = json_key(f->summary, "logits_full.f32", 0);
+    if (full) {
+        int which[1];
+        json_ints(json_key(full, "sequences", 0), which, 1);
+        f->full_seq = which[0];
+        f->logits_full = load_f32(dir, "logits_full.f32", (size_t)f->seq_len[f->full_seq] * c->vocab_size);
+    }
+    if (!f->logits_last || !f->logits_cols || !f->hidden) { printf("FAIL %s: missing reference files\n", dir); exit(1); }
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float d = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        if (!(e <= d)) d = e;  /* NaN propagates as a failure */
+    }
+    return d;
+}
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Compares logits (T, V) of sequence s with every reference; returns the max abs diff. */
+static float compare_logits(const Fixture *f, int s, const float *logits, const char *how) {
+    const int V = gpt2_model_config(f->model)->vocab_size, T = f->seq_len[s];
+    float worst = max_abs_diff(logits + (size_t)(T - 1) * V, f->logits_last + (size_t)s * V, (size_t)V);
+    if (s == f->full_seq) {
+        float d = max_abs_diff(logits, f->logits_full, (size_t)T * V);
+        if (d > worst) worst = d;
+    }
+    const char *argmax_at = json_key(f->summary, "argmax", s);
+    int ref_argmax[4096];
+    CHECK(json_ints(argmax_at, ref_argmax, 4096) == T, "%s: argmax list of sequence %d", f->dir, s);
+    for (int t = 0; t < T; t++) {
+        const float *row = logits + (size_t)t * V;
+        const float *ref = f->logits_cols + (size_t)(f->row_offset[s] + t) * 256;
+        for (int k = 0; k < 256; k++) {
+            float d = fabsf(row[f->cols[k]] - ref[k]);
+            if (!(d <= worst)) worst = d;
+        }
+        CHECK(argmax(row, V) == ref_argmax[t], "%s seq %d pos %d (%s): argmax %d, reference %d", f->dir, s, t, how,
+              argmax(row, V), ref_argmax[t]);
+    }
+    CHECK(worst <= TOLERANCE, "%s seq %d (%s): max abs diff %g > %g", f->dir, s, how, worst, TOLERANCE);
+    return worst;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3 || argc % 2 == 0) { fprintf(stderr, "usage: test_engine FIXTURE_DIR MODEL.bin [...]\n"); return 2; }
+    int n_fix = (argc - 1) / 2;
+    Fixture *fix = calloc((size_t)n_fix, sizeof *fix);
+    for (int i = 0; i < n_fix; i++) load_fixture(&fix[i], argv[1 + 2 * i], argv[2 + 2 * i]);
+
+    char err[GPT2_ERR_MAX];
+    gpt2_context **ctx = calloc((size_t)n_fix, sizeof *ctx);
+    for (int i = 0; i < n_fix; i++) {
+        ctx[i] = gpt2_context_new(fix[i].model, 0, 2, err, sizeof err);
+        if (!ctx[i]) { printf("FAIL %s\n", err); return 1; }
+    }
+
+    for (int i = 0; i < n_fix; i++) {
+        Fixture *f = &fix[i];
+        const gpt2_config *c = gpt2_model_config(f->model);
+        const int V = c->vocab_size, C = c->n_embd;
+        float worst_batch = 0, worst_step = 0, worst_hidden = 0;
+        for (int s = 0; s < f->n_seq; s++) {
+            const int T = f->seq_len[s];
+            float *batch = malloc((size_t)T * V * sizeof(float)), *step = malloc((size_t)T * V * sizeof(float));
+
+            /* 1. batch prefill of the whole sequence */
+            gpt2_rewind(ctx[i], 0);
+            const float *last = gpt2_forward(ctx[i], f->seq[s], T, batch);
+            CHECK(last && !memcmp(last, batch + (size_t)(T - 1) * V, (size_t)V * 4), "returned logits = last row");
+            float d = compare_logits(f, s, batch, "batch");
+            if (d > worst_batch) worst_batch = d;
+
+            /* 2. one token at a time through the KV cache, interleaved with every other model's
+             *    context so that any state they shared would show */
+            gpt2_rewind(ctx[i], 0);
+            for (int t = 0; t < T; t++) {
+                const float *logits = gpt2_forward(ctx[i], &f->seq[s][t], 1, NULL);
+                memcpy(step + (size_t)t * V, logits, (size_t)V * sizeof(float));
+                /* ctx->xn holds ln_f's output for the position just computed */
+                float h = max_abs_diff(ctx[i]->xn, f->hidden + (size_t)(f->row_offset[s] + t) * C, (size_t)C);
+                if (h > worst_hidden) worst_hidden = h;
+                for (int j = 0; j < n_fix; j++) {
+                    if (j == i) continue;
+                    int other = fix[j].seq[0][0];
+                    gpt2_rewind(ctx[j], 0);
+                    gpt2_forward(ctx[j], &other, 1, NULL);
+                }
+            }
+            d = compare_logits(f, s, step, "token by token");
+            if (d > worst_step) worst_step = d;
+            CHECK(!memcmp(batch, step, (size_t)T * V * sizeof(float)), "%s seq %d: batch and token-by-token logits differ (max %g)",
+                  f->dir, s, max_abs_diff(batch, step, (size_t)T * V));
+
+            /* 3. thread counts and batch splits change nothing */
+            for (int threads = 1; threads <= 4; threads++) {
+                gpt2_context *other = gpt2_context_new(f->model, T, threads, err, sizeof err);
+                int split = T / 3 + 1;
+                float *out = malloc((size_t)T * V * sizeof(float));
+                gpt2_forward(other, f->seq[s], split, out);
+                if (split < T) gpt2_forward(other, f->seq[s] + split, T - split, out + (size_t)split * V);
+                CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads, split at %d: logits differ",
+                      f->dir, s, threads, split);
+                free(out);
+                gpt2_context_free(other);
+            }
+            free(batch);
+            free(step);
+        }
+        CHECK(worst_hidden <= TOLERANCE, "%s: hidden max abs diff %g", f->dir, worst_hidden);
+        printf("%-24s %d sequences: max abs diff vs reference: batch %.2e, token by token %.2e, hidden %.2e (%s kernels)\n",
+               f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, SIMD_NAME);
+    }
+
+    /* 4. the context refuses what does not fit and changes nothing when it does */
+    {
+        Fixture *f = &fix[0];
+        const gpt2_config *c = gpt2_model_config(f->model);
+        gpt2_context *small = gpt2_context_new(f->model, 4, 1, err, sizeof err);
+        int ids[5] = {1, 2, 3, 4, 5}, bad = c->vocab_size;
+        CHECK(gpt2_forward(small, ids, 5, NULL) == NULL && gpt2_position(small) == 0, "5 tokens into a context of 4");
+        CHECK(gpt2_forward(small, &bad, 1, NULL) == NULL && gpt2_position(small) == 0, "token id = vocab_size");
+        CHECK(gpt2_forward(small, ids, 0, NULL) == NULL, "zero tokens");
+        CHECK(gpt2_forward(small, ids, 4, NULL) != NULL && gpt2_position(small) == 4, "4 tokens fill a context of 4");
+        CHECK(gpt2_forward(small, ids, 1, NULL) == NULL, "a full context takes no more");
+        CHECK(gpt2_context_new(f->model, c->n_ctx + 1, 1, err, sizeof err) == NULL && strstr(err, "context"), "context > n_ctx: %s", err);
+        gpt2_context_free(small);
+    }
+
+    for (int i = 0; i < n_fix; i++) {
+        gpt2_context_free(ctx[i]);
+        for (int s = 0; s < fix[i].n_seq; s++) free(fix[i].seq[s]);
+        free(fix[i].summary); free(fix[i].logits_last); free(fix[i].logits_cols); free(fix[i].hidden); free(fix[i].logits_full);
+        gpt2_free(fix[i].model);
+    }
+    free(ctx);
+    free(fix);
+    if (failures) { printf("test_engine: %d failures\n", failures); return 1; }
+    printf("test_engine: ok\n");
+    return 0;
+}
