@@ -186,11 +186,8 @@ static int load_tokenizer(gpt2_model *m, const uint8_t *base, uint64_t off, uint
                     (unsigned long long)size, (unsigned long long)(fixed + offsets[n_tokens]));
     for (uint32_t i = 0; i < n_special; i++)
         if (special[i] >= n_tokens) return fail(err, errlen, "tokenizer: special token id %u is outside the vocabulary", special[i]);
-    char why[GPT2_ERR_MAX];
-    if (tokenizer_init(&m->tokenizer, (int)n_tokens, offsets, bytes, (int)n_merges, merges, (int)n_special, special,
-                       why, sizeof why) != 0)
-        return fail(err, errlen, "tokenizer: %s", why);
-    return 0;
+    return tokenizer_init(&m->tokenizer, (int)n_tokens, offsets, bytes, (int)n_merges, merges, (int)n_special, special,
+                          err, errlen);
 }
 
 /* Validates the tensor table and points the weights into the mapping. `data_start` is the
@@ -253,17 +250,23 @@ static int load_header(gpt2_model *m, const uint8_t *h, uint64_t file_size, char
     for (int i = H_RESERVED; i < GPT2_HEADER_SIZE; i++)
         if (h[i]) return fail(err, errlen, "header byte %d is reserved and must be zero", i);
 
-    /* Read dimensions as u32 and range-check before they become ints. */
-    uint32_t dims[5] = {read_u32(h + H_N_LAYER), read_u32(h + H_N_HEAD), read_u32(h + H_N_EMBD), read_u32(h + H_N_CTX),
-                        read_u32(h + H_VOCAB)};
-    for (int i = 0; i < 5; i++)
-        if (dims[i] > (uint32_t)MAX_VOCAB) dims[i] = 0;  /* out of every range: check_config names it */
+    /* Range-check the u32 fields before they become ints; check_config does the rest. */
+    static const struct { const char *name; int offset; uint32_t max; } dims[] = {
+        {"n_layer", H_N_LAYER, MAX_LAYERS}, {"n_head", H_N_HEAD, MAX_HEADS}, {"n_embd", H_N_EMBD, MAX_EMBD},
+        {"n_ctx", H_N_CTX, MAX_CTX},        {"vocab_size", H_VOCAB, MAX_VOCAB}, {"eot_token", H_EOT, MAX_VOCAB - 1},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        uint32_t v = read_u32(h + dims[i].offset);
+        if (v > dims[i].max) return fail(err, errlen, "bad header: %s %u is above the limit of %u", dims[i].name, v, dims[i].max);
+    }
     gpt2_config *c = &m->config;
-    c->n_layer = (int)dims[0]; c->n_head = (int)dims[1]; c->n_embd = (int)dims[2]; c->n_ctx = (int)dims[3];
-    c->vocab_size = (int)dims[4];
+    c->n_layer = (int)read_u32(h + H_N_LAYER);
+    c->n_head = (int)read_u32(h + H_N_HEAD);
+    c->n_embd = (int)read_u32(h + H_N_EMBD);
+    c->n_ctx = (int)read_u32(h + H_N_CTX);
+    c->vocab_size = (int)read_u32(h + H_VOCAB);
     c->ln_eps = read_f32(h + H_LN_EPS);
-    uint32_t eot = read_u32(h + H_EOT);
-    c->eot_token = eot > (uint32_t)MAX_VOCAB ? -1 : (int)eot;
+    c->eot_token = (int)read_u32(h + H_EOT);
     char why[GPT2_ERR_MAX];
     if (check_config(c, why, sizeof why)) return fail(err, errlen, "bad header: %s", why);
     uint32_t flags = read_u32(h + H_FLAGS);
