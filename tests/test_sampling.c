@@ -1,0 +1,314 @@
+/* Sampling and generation.
+ *
+ *   test_sampling MODEL.bin
+ *
+ * The sampler against distributions computed here by hand (temperature, top-k, top-p, min-p),
+ * its parameter checks and its reproducibility; gpt2_generate against a hand-written greedy
+ * loop, its stop reasons, and the promise that streamed text never splits a UTF-8 character. */
+#define GPT2_NO_MAIN
+#include "../gpt2.c"
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); failures++; } } while (0)
+
+/* A model that only has a vocabulary size: all the sampler looks at. */
+static gpt2_model *fake_model(int vocab_size) {
+    gpt2_model *m = calloc(1, sizeof *m);
+    m->config.vocab_size = vocab_size;
+    return m;
+}
+
+/* Draws n samples and checks the frequencies against `expected` (probabilities per id):
+ * each within 5 standard deviations of a binomial count, and zero where expected is zero. */
+static void check_distribution(const char *what, gpt2_sampler *s, const float *logits, const double *expected, int V, int n) {
+    int *count = calloc((size_t)V, sizeof *count);
+    for (int i = 0; i < n; i++) count[gpt2_sample(s, logits)]++;
+    for (int v = 0; v < V; v++) {
+        double mean = n * expected[v], sd = sqrt(n * expected[v] * (1 - expected[v]));
+        if (expected[v] == 0) CHECK(count[v] == 0, "%s: id %d drawn %d times, expected never", what, v, count[v]);
+        else CHECK(fabs(count[v] - mean) <= 5 * sd + 1, "%s: id %d drawn %d times, expected %.0f ± %.0f", what, v, count[v], mean, sd);
+    }
+    free(count);
+}
+
+/* softmax(logits / temperature) restricted to the ids in keep[] (others 0). */
+static void softmax_over(const float *logits, int V, float temperature, const int *keep, double *out) {
+    double z = 0;
+    for (int v = 0; v < V; v++) out[v] = keep[v] ? exp(logits[v] / temperature) : 0, z += out[v];
+    for (int v = 0; v < V; v++) out[v] /= z;
+}
+
+static gpt2_sampler *sampler(const gpt2_model *m, gpt2_sampling p) {
+    char err[GPT2_ERR_MAX];
+    gpt2_sampler *s = gpt2_sampler_new(m, &p, err, sizeof err);
+    if (!s) { printf("FAIL sampler: %s\n", err); exit(1); }
+    return s;
+}
+
+static void test_sampler(void) {
+    enum { V = 6 };
+    gpt2_model *m = fake_model(V);
+    /* probabilities at temperature 1: id 2 ≈ .516, ids 1 and 5 ≈ .190 each, id 0 ≈ .070, ... */
+    const float logits[V] = {1, 2, 3, 0, -1, 2};
+    const int all[V] = {1, 1, 1, 1, 1, 1};
+    double want[V];
+    const int n = 200000;
+
+    gpt2_sampler *s = sampler(m, (gpt2_sampling){.temperature = 0, .top_p = 1});
+    CHECK(gpt2_sample(s, logits) == 2, "greedy picks the largest");
+    const float tie[V] = {0, 5, 1, 5, 0, 0};
+    CHECK(gpt2_sample(s, tie) == 1, "greedy breaks ties by the lower id");
+    gpt2_sampler_free(s);
+
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_p = 1, .seed = 1});
+    softmax_over(logits, V, 1, all, want);
+    check_distribution("temperature 1", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    s = sampler(m, (gpt2_sampling){.temperature = 0.5f, .top_p = 1, .seed = 2});
+    softmax_over(logits, V, 0.5f, all, want);
+    check_distribution("temperature 0.5", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    s = sampler(m, (gpt2_sampling){.temperature = 2, .top_p = 1, .seed = 3});
+    softmax_over(logits, V, 2, all, want);
+    check_distribution("temperature 2", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    /* top-k 2: id 2, then the tie between ids 1 and 5 goes to the lower id */
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_k = 2, .top_p = 1, .seed = 4});
+    softmax_over(logits, V, 1, (const int[V]){0, 1, 1, 0, 0, 0}, want);
+    check_distribution("top-k 2", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_k = 1000, .top_p = 1, .seed = 5});  /* k > V: all */
+    softmax_over(logits, V, 1, all, want);
+    check_distribution("top-k above the vocabulary", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    /* top-p 0.5: id 2 alone already holds .516 */
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_p = 0.5f, .seed = 6});
+    softmax_over(logits, V, 1, (const int[V]){0, 0, 1, 0, 0, 0}, want);
+    check_distribution("top-p 0.5", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    /* top-p 0.7: .516 + .190 (id 1, the lower of the tie) = .706 */
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_p = 0.7f, .seed = 7});
+    softmax_over(logits, V, 1, (const int[V]){0, 1, 1, 0, 0, 0}, want);
+    check_distribution("top-p 0.7", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    /* min-p 0.3: keep p >= 0.3 × .516 = .155: ids 2, 1, 5 */
+    s = sampler(m, (gpt2_sampling){.temperature = 1, .top_p = 1, .min_p = 0.3f, .seed = 8});
+    softmax_over(logits, V, 1, (const int[V]){0, 1, 1, 0, 0, 1}, want);
+    check_distribution("min-p 0.3", s, logits, want, V, n);
+    gpt2_sampler_free(s);
+
+    /* parameters out of range are refused with a message */
+    char err[GPT2_ERR_MAX];
+    const gpt2_sampling bad[] = {
+        {.temperature = -1, .top_p = 1}, {.temperature = NAN, .top_p = 1}, {.temperature = INFINITY, .top_p = 1},
+        {.top_k = -1, .top_p = 1},       {.top_p = 0},                     {.top_p = 1.5f},
+        {.top_p = NAN},                  {.top_p = 1, .min_p = -0.1f},     {.top_p = 1, .min_p = 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        gpt2_sampler *b = gpt2_sampler_new(m, &bad[i], err, sizeof err);
+        CHECK(!b && err[0], "bad sampling parameters %zu accepted", i);
+        gpt2_sampler_free(b);
+    }
+    free(m);
+
+    /* a real vocabulary: top-k keeps exactly the k largest; a seed fixes the draws */
+    enum { BIG = 50257 };
+    m = fake_model(BIG);
+    float *big = malloc(BIG * sizeof *big);
+    uint64_t rng = 42;
+    for (int i = 0; i < BIG; i++) big[i] = (float)(random_uniform(&rng) * 20 - 10);
+    float kth;
+    {
+        float *sorted = malloc(BIG * sizeof *sorted);
+        memcpy(sorted, big, BIG * sizeof *sorted);
+        for (int i = 0; i < 40; i++) {  /* 40 passes of selection: the 40th largest */
+            int best = i;
+            for (int j = i + 1; j < BIG; j++) if (sorted[j] > sorted[best]) best = j;
+            float t = sorted[i]; sorted[i] = sorted[best]; sorted[best] = t;
+        }
+        kth = sorted[39];
+        free(sorted);
+    }
+    s = sampler(m, (gpt2_sampling){.temperature = 5, .top_k = 40, .top_p = 1, .seed = 9});
+    gpt2_sampler *same = sampler(m, (gpt2_sampling){.temperature = 5, .top_k = 40, .top_p = 1, .seed = 9});
+    gpt2_sampler *other = sampler(m, (gpt2_sampling){.temperature = 5, .top_k = 40, .top_p = 1, .seed = 10});
+    int differ = 0;
+    for (int i = 0; i < 2000; i++) {
+        int a = gpt2_sample(s, big), b = gpt2_sample(same, big), c = gpt2_sample(other, big);
+        CHECK(big[a] >= kth, "top-k 40 drew id %d, outside the 40 largest", a);
+        CHECK(a == b, "same seed, different draw at %d", i);
+        differ += a != c;
+    }
+    CHECK(differ > 1000, "another seed should give other draws (only %d of 2000 differ)", differ);
+    gpt2_sampler_free(s); gpt2_sampler_free(same); gpt2_sampler_free(other);
+    free(big);
+    free(m);
+}
+
+/* Collects what gpt2_generate streams, remembering where each chunk ended. */
+typedef struct { char *text; size_t len; int chunks, stop_after; size_t *ends; } Collected;
+static int collect(void *user, const char *text, size_t len) {
+    Collected *c = user;
+    c->text = realloc(c->text, c->len + len + 1);
+    memcpy(c->text + c->len, text, len);
+    c->len += len;
+    c->ends = realloc(c->ends, (size_t)(c->chunks + 1) * sizeof *c->ends);
+    c->ends[c->chunks++] = c->len;
+    return c->stop_after && c->chunks >= c->stop_after;
+}
+
+/* Length of the well-formed UTF-8 character at s[0, n), or 0 if there is none. */
+static size_t utf8_char(const unsigned char *s, size_t n) {
+    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!len || len > n) return 0;
+    uint32_t cp = len == 1 ? s[0] : s[0] & (0x7Fu >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[k] & 0x3F);
+    }
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    return cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : len;
+}
+
+/* How many well-formed characters of the collected text straddle a chunk boundary. */
+static int split_characters(const Collected *c) {
+    int split = 0, b = 0;
+    for (size_t i = 0; i < c->len;) {
+        size_t len = utf8_char((const unsigned char *)c->text + i, c->len - i);
+        if (!len) { i++; continue; }
+        while (b < c->chunks && c->ends[b] <= i) b++;
+        if (b < c->chunks && c->ends[b] < i + len) split++;
+        i += len;
+    }
+    return split;
+}
+
+/* The text stream on its own: a string of 1- to 4-byte characters and invalid bytes, fed in
+ * random pieces (as tokens cut it), comes out whole and never split inside a character. */
+static void test_text_stream(void) {
+    const char text[] = "h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x8e\x89\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd "
+                        "\xff\xc3\x28 \xe2\x82 x\xf0\x9f\x98 \xce\xb1\xce\xb2\xce\xb3 \xe0\xa4\xb9\xe0\xa4\xbf end\xe2\x82";
+    const size_t n = sizeof text - 1;
+    uint64_t rng = 7;
+    int total_split = 0;
+    for (int round = 0; round < 2000; round++) {
+        Collected out = {0};
+        TextStream stream = {.fn = collect, .user = &out};
+        for (size_t i = 0; i < n;) {
+            size_t piece = 1 + (size_t)(random_uniform(&rng) * (round % 2 ? 2 : 6));
+            if (piece > n - i) piece = n - i;
+            stream_put(&stream, text + i, piece);
+            i += piece;
+        }
+        stream_finish(&stream);
+        CHECK(out.len == n && !memcmp(out.text, text, n), "round %d: streamed bytes differ from the input", round);
+        total_split += split_characters(&out);
+        free(out.text); free(out.ends);
+    }
+    CHECK(total_split == 0, "%d characters were split between chunks", total_split);
+}
+
+static void test_generate(const char *path) {
+    char err[GPT2_ERR_MAX];
+    gpt2_model *m = gpt2_load(path, err, sizeof err);
+    if (!m) { printf("FAIL %s\n", err); failures++; return; }
+    const gpt2_config *c = gpt2_model_config(m);
+    int prompt[3] = {464, 3290, 318};  /* "The dog is" */
+    gpt2_stats st;
+
+    /* greedy generation = forward + argmax by hand */
+    gpt2_context *ctx = gpt2_context_new(m, 0, 2, err, sizeof err);
+    gpt2_sampler *greedy = sampler(m, (gpt2_sampling){.temperature = 0, .top_p = 1});
+    int expect[20];
+    const float *logits = gpt2_forward(ctx, prompt, 3, NULL);
+    for (int i = 0; i < 20; i++) {
+        expect[i] = gpt2_sample(greedy, logits);
+        logits = gpt2_forward(ctx, &expect[i], 1, NULL);
+    }
+    Collected got = {0}, want = {0};
+    for (int i = 0; i < 20; i++) {
+        size_t len;
+        const char *b = gpt2_token_bytes(m, expect[i], &len);
+        want.text = realloc(want.text, want.len + len + 1);
+        memcpy(want.text + want.len, b, len);
+        want.len += len;
+    }
+    gpt2_rewind(ctx, 0);
+    int n = gpt2_generate(ctx, greedy, prompt, 3, 20, 1, collect, &got, &st);
+    CHECK(n == 20 && st.n_generated == 20 && st.n_prompt == 3 && st.stop == GPT2_STOP_LENGTH, "greedy: %d tokens, stop %d", n, st.stop);
+    CHECK(got.len == want.len && !memcmp(got.text, want.text, want.len), "greedy text = the hand-written loop's");
+    CHECK(gpt2_position(ctx) == 3 + 19, "the last token is not fed back: position %d", gpt2_position(ctx));
+    free(got.text); free(got.ends); free(want.text);
+
+    /* <|endoftext|> stops generation unless ignored: make the first greedy token the model's EOT */
+    gpt2_model eot_model = *m;
+    eot_model.config.eot_token = expect[0];
+    ctx->model = &eot_model;
+    gpt2_rewind(ctx, 0);
+    n = gpt2_generate(ctx, greedy, prompt, 3, 20, 0, NULL, NULL, &st);
+    CHECK(n == 0 && st.stop == GPT2_STOP_EOT, "EOT: %d tokens, stop %d", n, st.stop);
+    gpt2_rewind(ctx, 0);
+    n = gpt2_generate(ctx, greedy, prompt, 3, 5, 1, NULL, NULL, &st);
+    CHECK(n == 5 && st.stop == GPT2_STOP_LENGTH, "ignore EOT: %d tokens, stop %d", n, st.stop);
+    ctx->model = m;
+    gpt2_context_free(ctx);
+
+    /* a full context stops generation; the last position's prediction is still emitted */
+    ctx = gpt2_context_new(m, 10, 1, err, sizeof err);
+    n = gpt2_generate(ctx, greedy, prompt, 3, -1, 1, NULL, NULL, &st);
+    CHECK(n == 10 - 3 + 1 && st.stop == GPT2_STOP_CONTEXT, "context of 10: %d tokens, stop %d", n, st.stop);
+    gpt2_rewind(ctx, 0);
+    int eleven[11] = {0};
+    n = gpt2_generate(ctx, greedy, eleven, 11, 5, 1, NULL, NULL, &st);
+    CHECK(n == -1 && st.stop == GPT2_STOP_ERROR && gpt2_position(ctx) == 0, "a prompt longer than the context is an error");
+    n = gpt2_generate(ctx, greedy, eleven, 0, 5, 1, NULL, NULL, &st);
+    CHECK(n == -1 && st.stop == GPT2_STOP_ERROR, "an empty prompt is an error");
+    gpt2_context_free(ctx);
+    gpt2_sampler_free(greedy);
+
+    /* the callback can stop generation; streamed chunks never end inside a character, and
+     * together they are exactly the tokens' bytes. Random weights at a high temperature give
+     * plenty of partial-character tokens. */
+    for (int threads = 1; threads <= 3; threads += 2) {
+        ctx = gpt2_context_new(m, 0, threads, err, sizeof err);
+        gpt2_sampler *s = sampler(m, (gpt2_sampling){.temperature = 1.5f, .top_p = 1, .seed = 1234});
+        Collected out = {.stop_after = 0};
+        n = gpt2_generate(ctx, s, prompt, 3, c->n_ctx - 3, 1, collect, &out, &st);
+        int split = split_characters(&out);
+        CHECK(split == 0, "%d characters were split between chunks", split);
+        static char first[1 << 16];
+        static size_t first_len;
+        if (threads == 1) { memcpy(first, out.text, out.len); first_len = out.len; }
+        else CHECK(out.len == first_len && !memcmp(first, out.text, first_len), "same seed, %d threads: different text", threads);
+        free(out.text); free(out.ends);
+        gpt2_sampler_free(s);
+
+        s = sampler(m, (gpt2_sampling){.temperature = 1.5f, .top_p = 1, .seed = 1234});
+        gpt2_rewind(ctx, 0);
+        Collected stopped = {.stop_after = 2};
+        n = gpt2_generate(ctx, s, prompt, 3, 50, 1, collect, &stopped, &st);
+        CHECK(st.stop == GPT2_STOP_CALLBACK && stopped.chunks == 2, "callback stop: stop %d after %d chunks", st.stop, stopped.chunks);
+        free(stopped.text); free(stopped.ends);
+        gpt2_sampler_free(s);
+        gpt2_context_free(ctx);
+    }
+    gpt2_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) { fprintf(stderr, "usage: test_sampling MODEL.bin\n"); return 2; }
+    test_sampler();
+    test_text_stream();
+    test_generate(argv[1]);
+    if (failures) { printf("test_sampling: %d failures\n", failures); return 1; }
+    printf("test_sampling: ok\n");
+    return 0;
+}
