@@ -39,7 +39,28 @@ FIXTURE_FILES = config.json model.safetensors vocab.json merges.txt
 build/tiny.bin build/odd.bin: build/%.bin: export/convert $(addprefix tests/fixtures/%/model/,$(FIXTURE_FILES)) | build
 	export/convert tests/fixtures/$*/model $@
 
-CONVERT_TESTS =
+# test-convert: tests/make_hf_variant.c writes ~100 variants of the fixtures (prefixed names,
+# shuffled and padded layouts, F16/BF16, a padded vocabulary, added tokens, and every kind of
+# malformed input); tests/test_convert.sh runs each through export/convert and its ASan/UBSan
+# build, expecting byte-identical output, output that tests/check_convert.c finds equal to
+# the checkpoint value by value, or one line of error and no file, as cases.txt says.
+CONVERT_TESTS = test-convert
+CONVERT_TEST_CFLAGS = $(WARN) -O2 -g -pthread
+.PHONY: $(CONVERT_TESTS)
+export/convert: export/json.h
+build/convert-san: export/convert.c export/json.h $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) -pthread -DGPT2_NO_MAIN -o $@ export/convert.c gpt2.c $(LDLIBS)
+build/check_convert: tests/check_convert.c export/json.h $(ENGINE) | build
+	$(CC) $(CONVERT_TEST_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/check_convert.c gpt2.c $(LDLIBS)
+build/make_hf_variant: tests/make_hf_variant.c export/json.h | build
+	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/make_hf_variant.c $(LDLIBS)
+
+test-convert: export/convert build/convert-san build/check_convert build/make_hf_variant build/tiny.bin build/odd.bin
+	rm -rf build/hf build/hf-odd
+	build/make_hf_variant tests/fixtures/tiny/model build/hf
+	build/make_hf_variant tests/fixtures/odd/model build/hf-odd --basic
+	tests/test_convert.sh build/hf tests/fixtures/tiny/model build/tiny.bin
+	tests/test_convert.sh build/hf-odd tests/fixtures/odd/model build/odd.bin
 
 # ---- tokenizer tests -------------------------------------------------------------------
 TOKENIZER_TESTS =

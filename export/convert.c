@@ -57,11 +57,12 @@ static int fail(char *err, const char *fmt, ...) {
     return -1;
 }
 
-/* Quotes s[0, n) for an error message: at most SNIPPET_SIZE - 1 characters, control
- * characters, backslashes and quotes escaped, so a message is always one line. */
-static const char *snippet(const char *s, size_t n, char out[SNIPPET_SIZE]) {
+/* s[0, n) for an error message, in quotes if quoted: at most SNIPPET_SIZE - 1 characters,
+ * control characters escaped (and, in quotes, backslashes and quotes), so that a message is
+ * always one line. */
+static const char *show(const char *s, size_t n, int quoted, char out[SNIPPET_SIZE]) {
     size_t k = 0;
-    out[k++] = '"';
+    if (quoted) out[k++] = '"';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (k + 8 >= SNIPPET_SIZE) {
@@ -71,17 +72,20 @@ static const char *snippet(const char *s, size_t n, char out[SNIPPET_SIZE]) {
         }
         if (c < 0x20 || c == 0x7F) {
             k += (size_t)snprintf(out + k, SNIPPET_SIZE - k, "\\x%02x", c);
-        } else if (c == '"' || c == '\\') {
+        } else if (quoted && (c == '"' || c == '\\')) {
             out[k++] = '\\';
             out[k++] = (char)c;
         } else {
             out[k++] = (char)c;
         }
     }
-    out[k++] = '"';
+    if (quoted) out[k++] = '"';
     out[k] = 0;
     return out;
 }
+
+/* A token or other decoded string, in quotes. */
+static const char *snippet(const char *s, size_t n, char out[SNIPPET_SIZE]) { return show(s, n, 1, out); }
 
 static int join_path(char out[PATH_SIZE], const char *dir, const char *file, char *err) {
     size_t n = strlen(dir);
@@ -165,9 +169,9 @@ static void json_file_free(json_file *f) {
     f->text = NULL;
 }
 
-/* The source text of v, quoted. */
+/* The source text of v, as written (a JSON value needs no quotes around it). */
 static const char *json_snippet(const json_file *f, const json_value *v, char out[SNIPPET_SIZE]) {
-    return snippet(f->text + v->start, v->end - v->start, out);
+    return show(f->text + v->start, v->end - v->start, 0, out);
 }
 
 /* ---- config.json ----------------------------------------------------------------------- */
@@ -383,7 +387,7 @@ static int64_t json_count(const json_value *v) {
  * the data section. */
 static int read_tensor_entry(const safetensors *st, const json_value *entry, st_tensor *t, char *err) {
     char quoted[SNIPPET_SIZE];
-    snippet(entry->key, entry->key_len, quoted);
+    show(entry->key, entry->key_len, 0, quoted);
     if (entry->type != JSON_OBJECT) return fail(err, "%s: tensor %s: expected an object", st->path, quoted);
     t->name = entry->key;
     t->short_name = strncmp(t->name, "transformer.", 12) == 0 ? t->name + 12 : t->name;
@@ -410,19 +414,22 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
     if (shape->count > SAFETENSORS_MAX_DIMS)
         return fail(err, "%s: tensor %s: %zu dimensions, at most %d supported", st->path, quoted, shape->count,
                     SAFETENSORS_MAX_DIMS);
-    /* The element count in 64 bits: a product past the data size is already wrong, so
-     * stopping there also keeps it from overflowing. */
-    uint64_t n_bytes = (uint64_t)DTYPES[t->dtype].size;
-    int too_big = 0;
     t->n_dims = 0;
+    int has_zero = 0;
     for (const json_value *d = shape->first; d; d = d->next) {
         int64_t dim = json_count(d);
         if (dim < 0) return fail(err, "%s: tensor %s: shape has a dimension that is not a count", st->path, quoted);
         t->shape[t->n_dims++] = (uint64_t)dim;
-        if (dim != 0 && n_bytes > st->data_size / (uint64_t)dim) too_big = 1;
-        else n_bytes *= (uint64_t)dim;
+        has_zero |= dim == 0;
     }
-    if (too_big) n_bytes = UINT64_MAX;
+    /* The size in 64 bits: a product past the data size is wrong already, so stopping
+     * there also keeps it from overflowing. */
+    uint64_t n_bytes = has_zero ? 0 : (uint64_t)DTYPES[t->dtype].size;
+    int too_big = 0;
+    for (int i = 0; i < t->n_dims && n_bytes && !too_big; i++) {
+        if (n_bytes > st->data_size / t->shape[i]) too_big = 1;
+        else n_bytes *= t->shape[i];
+    }
 
     if (offsets->type != JSON_ARRAY || offsets->count != 2 || json_count(offsets->first) < 0 ||
         json_count(offsets->first->next) < 0)
@@ -436,12 +443,14 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
         return fail(err, "%s: tensor %s: data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
                     st->path, quoted, (unsigned long long)t->begin, (unsigned long long)t->end,
                     (unsigned long long)st->data_size);
-    if (n_bytes != t->end - t->begin) {
-        char dims[SNIPPET_SIZE];
-        return fail(err, "%s: tensor %s: shape %s of %s is %s bytes, but data_offsets [%llu, %llu] hold %llu",
-                    st->path, quoted, shape_string(t->shape, t->n_dims, dims), DTYPES[t->dtype].name,
-                    too_big ? "more than the file's" : "a different number of", (unsigned long long)t->begin,
-                    (unsigned long long)t->end, (unsigned long long)(t->end - t->begin));
+    if (too_big || n_bytes != t->end - t->begin) {
+        char dims[SNIPPET_SIZE], needs[48];
+        if (too_big) snprintf(needs, sizeof needs, "more bytes than the file has");
+        else snprintf(needs, sizeof needs, "%llu bytes", (unsigned long long)n_bytes);
+        return fail(err, "%s: tensor %s: shape %s of %s needs %s, but data_offsets [%llu, %llu] hold %llu",
+                    st->path, quoted, shape_string(t->shape, t->n_dims, dims), DTYPES[t->dtype].name, needs,
+                    (unsigned long long)t->begin, (unsigned long long)t->end,
+                    (unsigned long long)(t->end - t->begin));
     }
     return 0;
 }
@@ -860,9 +869,9 @@ static int read_merges(const char *dir, tokenizer *tok, char *err) {
         if (status) break;
         /* docs/FORMAT.md: the concatenation of a merge must itself be a token. */
         if (token_lookup(tok, pair, pair_len, -1) < 0) {
-            char quoted[SNIPPET_SIZE];
-            status = fail(err, "%s: line %zu: the merged token %s is not in vocab.json", path, line_no,
-                          snippet(line, len, quoted));
+            char left[SNIPPET_SIZE], right[SNIPPET_SIZE];
+            status = fail(err, "%s: line %zu: %s + %s is not a token of vocab.json", path, line_no,
+                          snippet(side[0], side_len[0], left), snippet(side[1], side_len[1], right));
             break;
         }
         if (tok->n_merges == INT32_MAX) {
@@ -969,7 +978,7 @@ static int plan_tensors(const gpt2_config *c, safetensors *st, planned_tensor *p
     for (size_t i = 0; i < st->n_tensors; i++) {
         const st_tensor *t = &st->tensors[i];
         if (!t->used && !is_mask_buffer(t->short_name))
-            return fail(err, "%s: unexpected tensor %s", st->path, snippet(t->name, strlen(t->name), quoted));
+            return fail(err, "%s: unexpected tensor %s", st->path, show(t->name, strlen(t->name), 0, quoted));
     }
     return 0;
 }
@@ -1006,9 +1015,10 @@ static int write_model(const char *out_path, const gpt2_config *config, const gp
         status = fail(err, "out of memory for a %zu-element tensor", max_count);
         goto done;
     }
+    /* (the writer's messages name the file) */
     w = gpt2_writer_open(out_path, config, vocab, msg, sizeof msg);
     if (!w) {
-        status = fail(err, "%s: %s", out_path, msg);
+        status = fail(err, "%s", msg);
         goto done;
     }
     for (int i = 0; i < n; i++) {
@@ -1022,7 +1032,7 @@ static int write_model(const char *out_path, const gpt2_config *config, const gp
             data = transposed;
         }
         if (gpt2_writer_tensor(w, data, msg, sizeof msg) < 0) {
-            status = fail(err, "%s: tensor %s: %s", out_path, p->name, msg);
+            status = fail(err, "tensor %s: %s", p->name, msg);
             gpt2_writer_abort(w);
             w = NULL;
             goto done;
@@ -1030,7 +1040,7 @@ static int write_model(const char *out_path, const gpt2_config *config, const gp
     }
     status = gpt2_writer_close(w, msg, sizeof msg);
     w = NULL;
-    if (status < 0) fail(err, "%s: %s", out_path, msg);
+    if (status < 0) fail(err, "%s", msg);
 done:
     free(values);
     free(transposed);
