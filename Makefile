@@ -31,7 +31,70 @@ build:
 	mkdir -p build
 
 # ---- engine tests ----------------------------------------------------------------------
-ENGINE_TESTS =
+# The forward pass against the reference logits with every kernel this machine can run (the
+# native build, AVX2, the scalar path, NEON under qemu when the cross tools are installed);
+# damaged files, sampling and the CLI under ASan/UBSan; the embedding example as its own
+# translation unit; and, when valgrind is installed, a leak check of the CLI and the example.
+REFERENCES = tests/fixtures/tiny build/tiny.bin tests/fixtures/odd build/odd.bin
+TEST_CFLAGS = $(WARN) -O2 -g -pthread
+ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-sampling test-cli test-embed test-valgrind
+.PHONY: $(ENGINE_TESTS)
+
+build/test_engine: tests/test_engine.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
+build/test_engine-scalar: tests/test_engine.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) -DGPT2_SCALAR -o $@ $< $(LDLIBS)
+build/test_engine-avx2: tests/test_engine.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) -mavx2 -mfma -o $@ $< $(LDLIBS)
+build/test_engine-neon: tests/test_engine.c $(ENGINE) | build
+	aarch64-linux-gnu-gcc $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
+build/%-san: tests/%.c $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
+build/gpt2-san: $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ gpt2.c $(LDLIBS)
+# valgrind does not decode AVX-512: its builds use AVX2 at most
+build/gpt2-valgrind: $(ENGINE) | build
+	$(CC) $(WARN) -O2 -g -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ gpt2.c $(LDLIBS)
+build/embed: tests/embed.c $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/embed.c gpt2.c $(LDLIBS)
+
+test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bin
+	build/test_engine $(REFERENCES)
+	build/test_engine-san $(REFERENCES)
+
+test-engine-kernels: build/test_engine-scalar build/tiny.bin build/odd.bin
+	build/test_engine-scalar $(REFERENCES)
+	@if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then \
+		$(MAKE) -s build/test_engine-avx2 && build/test_engine-avx2 $(REFERENCES); \
+	else echo "skipped: AVX2 kernels (this CPU has no AVX2)"; fi
+	@if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then \
+		$(MAKE) -s build/test_engine-neon && qemu-aarch64 -L /usr/aarch64-linux-gnu build/test_engine-neon $(REFERENCES); \
+	else echo "skipped: NEON kernels (install gcc-aarch64-linux-gnu and qemu-user to run them)"; fi
+
+test-badfiles: build/test_badfiles-san build/tiny.bin
+	rm -rf build/bad && mkdir -p build/bad
+	build/test_badfiles-san build/tiny.bin build/bad
+
+test-sampling: build/test_sampling-san build/tiny.bin
+	build/test_sampling-san build/tiny.bin
+
+test-cli: gpt2 build/gpt2-san build/tiny.bin test-badfiles
+	tests/test_cli.sh ./gpt2 build/tiny.bin build/bad
+	tests/test_cli.sh build/gpt2-san build/tiny.bin build/bad
+
+test-embed: build/embed build/tiny.bin build/odd.bin
+	build/embed build/tiny.bin >build/embed.out && build/embed build/tiny.bin | cmp -s - build/embed.out
+	@if command -v $(CXX) >/dev/null; then $(CXX) -fsyntax-only -Wall -Wextra -Werror -x c++ gpt2.h; fi
+	@echo "test_embed: ok (the example builds against gpt2.h alone and is reproducible)"
+
+test-valgrind: build/gpt2-valgrind build/tiny.bin
+	@if command -v valgrind >/dev/null; then \
+		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			build/gpt2-valgrind build/tiny.bin "Hello, world" -n 16 -s 1 -q --threads 2 >/dev/null && \
+		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			build/gpt2-valgrind build/tiny.bin --ids 464,3290,318 --logits build/valgrind.f32 -n 0 && \
+		echo "test_valgrind: ok (no memory errors, no leaks)"; \
+	else echo "skipped: valgrind not installed"; fi
 
 # ---- converter tests -------------------------------------------------------------------
 # build/tiny.bin and build/odd.bin: the reference fixtures converted, used by every test.

@@ -604,7 +604,7 @@ static int available_cores(void) {
  * leftover elements in order), so an output does not depend on how the work was tiled.
  * ========================================================================================== */
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && !defined(GPT2_SCALAR)
 #include <immintrin.h>
 #define SIMD_NAME "avx512"
 #define VEC_WIDTH 16
@@ -615,7 +615,7 @@ typedef __m512 vec;
 #define vec_sum(v) _mm512_reduce_add_ps(v)
 #define TILE_ROWS 4   /* weight rows per tile */
 #define TILE_COLS 4   /* positions per tile: 16 accumulators of 32 registers */
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && !defined(GPT2_SCALAR)
 #include <immintrin.h>
 #define SIMD_NAME "avx2"
 #define VEC_WIDTH 8
@@ -631,7 +631,7 @@ static inline float vec_sum(__m256 v) {
 }
 #define TILE_ROWS 4
 #define TILE_COLS 2   /* 8 accumulators + 4 weight vectors + 1 input of 16 registers */
-#elif defined(__ARM_NEON) && defined(__aarch64__)
+#elif defined(__ARM_NEON) && defined(__aarch64__) && !defined(GPT2_SCALAR)
 #include <arm_neon.h>
 #define SIMD_NAME "neon"
 #define VEC_WIDTH 4
@@ -642,7 +642,7 @@ typedef float32x4_t vec;
 #define vec_sum(v) vaddvq_f32(v)
 #define TILE_ROWS 4
 #define TILE_COLS 4
-#else
+#else  /* plain C, also forced by -DGPT2_SCALAR: a "vector" of one float; a tile still has 16 sums */
 #define SIMD_NAME "scalar"
 #define VEC_WIDTH 1
 typedef float vec;
@@ -1248,19 +1248,29 @@ static long utf8_invalid_at(const unsigned char *s, size_t n) {
 static int *parse_ids(const char *list, int vocab_size, int n_ctx, int *n_out) {
     int n = 0, cap = 16;
     int *ids = malloc(cap * sizeof *ids);
-    for (const char *s = list;;) {
+    for (const char *s = list; ids;) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
-        if (end == s || errno || (*end && *end != ',')) die("--ids expects comma-separated token ids, got '%s'", list);
-        if (v < 0 || v >= vocab_size) die("--ids: token id %ld is outside the vocabulary [0, %d)", v, vocab_size);
-        if (n == n_ctx) die("--ids: more than %d ids, the model's context", n_ctx);
-        if (n == cap && !(ids = realloc(ids, (cap *= 2) * sizeof *ids))) die("out of memory");
-        if (!ids) die("out of memory");
+        const char *problem = end == s || errno || (*end && *end != ',') ? "expects comma-separated token ids"
+                              : v < 0 || v >= vocab_size                  ? "has an id outside the vocabulary"
+                              : n == n_ctx                                ? "has more ids than the model's context"
+                                                                          : NULL;
+        if (problem) {
+            free(ids);
+            die("--ids %s (vocabulary [0, %d), context %d): '%.*s'", problem, vocab_size, n_ctx, (int)(end - s + (end == s)), s);
+        }
+        if (n == cap) {
+            int *grown = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            if (!grown) free(ids);
+            ids = grown;
+            if (!ids) break;
+        }
         ids[n++] = (int)v;
         if (!*end) break;
         s = end + 1;
     }
+    if (!ids) die("out of memory");
     *n_out = n;
     return ids;
 }
