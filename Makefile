@@ -107,7 +107,9 @@ build/tiny.bin build/odd.bin: build/%.bin: export/convert $(addprefix tests/fixt
 # malformed input); tests/test_convert.sh runs each through export/convert and its ASan/UBSan
 # build, expecting byte-identical output, output that tests/check_convert.c finds equal to
 # the checkpoint value by value, or one line of error and no file, as cases.txt says.
-CONVERT_TESTS = test-convert
+# test-download: export/download.sh against tests/http_server.c on 127.0.0.1, serving the tiny
+# fixture as the hub serves gpt2 (skipped without curl).
+CONVERT_TESTS = test-convert test-download
 CONVERT_TEST_CFLAGS = $(WARN) -O2 -g -pthread
 .PHONY: $(CONVERT_TESTS)
 export/convert: export/json.h
@@ -117,6 +119,8 @@ build/check_convert: tests/check_convert.c export/json.h $(ENGINE) | build
 	$(CC) $(CONVERT_TEST_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/check_convert.c gpt2.c $(LDLIBS)
 build/make_hf_variant: tests/make_hf_variant.c export/json.h | build
 	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/make_hf_variant.c $(LDLIBS)
+build/http_server: tests/http_server.c | build
+	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/http_server.c
 
 test-convert: export/convert build/convert-san build/check_convert build/make_hf_variant build/tiny.bin build/odd.bin
 	rm -rf build/hf build/hf-odd
@@ -124,6 +128,9 @@ test-convert: export/convert build/convert-san build/check_convert build/make_hf
 	build/make_hf_variant tests/fixtures/odd/model build/hf-odd --basic
 	tests/test_convert.sh build/hf tests/fixtures/tiny/model build/tiny.bin
 	tests/test_convert.sh build/hf-odd tests/fixtures/odd/model build/odd.bin
+
+test-download: export/convert build/http_server build/tiny.bin
+	tests/test_download.sh
 
 # ---- tokenizer tests -------------------------------------------------------------------
 TOKENIZER_TESTS =
