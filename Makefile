@@ -133,7 +133,61 @@ test-download: export/convert build/http_server build/tiny.bin
 	tests/test_download.sh
 
 # ---- tokenizer tests -------------------------------------------------------------------
-TOKENIZER_TESTS =
+# test-tokenizer: tests/test_tokenizer.c, natively and under ASan/UBSan: every case of
+# tests/tokenizer/cases.txt (ids from js-tiktoken, checked against tiktoken), round trips of
+# random bytes, the heap merge against tiktoken's loop, UTF-8 tails, special tokens, broken
+# vocabularies, threads, and a megabyte of one letter/digit/space/emoji (timed).
+# test-tokenizer-cli: `gpt2 --tokenize` on every case. test-tokenizer-fuzz: a short libFuzzer
+# run (FUZZ_SECONDS; skipped without clang's libFuzzer). test-tokenizer-unicode: the generator
+# remakes tokenizer_unicode.h exactly (when the Unicode data of the same version is installed).
+TOKENIZER_TESTS = test-tokenizer test-tokenizer-cli test-tokenizer-fuzz test-tokenizer-unicode
+.PHONY: $(TOKENIZER_TESTS) bench-tokenizer tokenizer-unicode
+TOKENIZER_CASES = tests/tokenizer/cases.txt
+FUZZ_SECONDS ?= 25
+UNICODE_DATA ?= /usr/share/unicode
+
+build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -o $@ tests/test_tokenizer.c $(LDLIBS)
+build/gen_unicode: tools/gen_unicode.c | build
+	$(CC) $(WARN) -O2 -o $@ tools/gen_unicode.c
+
+test-tokenizer: build/test_tokenizer build/test_tokenizer-san build/tiny.bin
+	build/test_tokenizer build/tiny.bin $(TOKENIZER_CASES)
+	build/test_tokenizer-san build/tiny.bin $(TOKENIZER_CASES)
+
+test-tokenizer-cli: gpt2 build/test_tokenizer build/tiny.bin
+	tests/tokenizer/cli_test.sh ./gpt2 build/tiny.bin build/test_tokenizer $(TOKENIZER_CASES) build/tokenizer_cli
+
+test-tokenizer-fuzz: build/tiny.bin
+	tests/tokenizer/fuzz.sh $(FUZZ_SECONDS) build/tiny.bin
+
+test-tokenizer-unicode: build/gen_unicode
+	@have=$$(sed -n 's/^# PropList-\([0-9.]*\)\.txt.*/\1/p' $(UNICODE_DATA)/PropList.txt 2>/dev/null); \
+	want=$$(sed -n 's/^#define UNICODE_VERSION "\(.*\)"/\1/p' tokenizer_unicode.h); \
+	if [ "$$have" != "$$want" ]; then \
+		echo "skipped: tokenizer_unicode.h check (needs Unicode $$want data in $(UNICODE_DATA): apt-get install unicode-data)"; \
+	else \
+		build/gen_unicode $(UNICODE_DATA)/UnicodeData.txt $(UNICODE_DATA)/PropList.txt >build/tokenizer_unicode.h && \
+		cmp tokenizer_unicode.h build/tokenizer_unicode.h && \
+		echo "test_tokenizer_unicode: ok (tools/gen_unicode.c remakes tokenizer_unicode.h from Unicode $$have)"; \
+	fi
+
+# Remakes tokenizer_unicode.h from the Unicode Character Database (Debian: unicode-data).
+tokenizer-unicode: build/gen_unicode
+	build/gen_unicode $(UNICODE_DATA)/UnicodeData.txt $(UNICODE_DATA)/PropList.txt >tokenizer_unicode.h
+
+# Encode throughput (MB/s) on tinyshakespeare and a Unicode-heavy text, next to js-tiktoken
+# and tiktoken's WebAssembly build when node is installed (their packages: npm ci, done here).
+TOKENIZER_BENCH_TEXTS = $(wildcard ../shared/data/tinyshakespeare.txt) tests/tokenizer/unicode_text.txt
+bench: bench-tokenizer
+bench-tokenizer: build/test_tokenizer build/tiny.bin
+	@if command -v node >/dev/null && { [ -d tests/tokenizer/node_modules/tiktoken ] || \
+			(cd tests/tokenizer && npm ci --no-audit --no-fund >/dev/null 2>&1); }; then \
+		node tests/tokenizer/bench.mjs "build/test_tokenizer --bench build/tiny.bin" $(TOKENIZER_BENCH_TEXTS); \
+	else \
+		build/test_tokenizer --bench build/tiny.bin $(TOKENIZER_BENCH_TEXTS); \
+		echo "skipped: js-tiktoken and tiktoken (need node and npm)"; \
+	fi
 
 test: all $(ENGINE_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
 	@echo "all tests passed"
