@@ -18,7 +18,7 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 
 ENGINE = gpt2.c gpt2.h tokenizer.c tokenizer_unicode.h
 
-.PHONY: all test bench clean
+.PHONY: all test bench bench-engine clean
 all: gpt2 export/convert
 
 gpt2: $(ENGINE)
@@ -192,7 +192,16 @@ bench-tokenizer: build/test_tokenizer build/tiny.bin
 test: all $(ENGINE_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
 	@echo "all tests passed"
 
-bench: all
+# Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load
+# time, prefill and decode tokens/s, peak memory, on all cores and on one.
+bench: all bench-engine
+bench-engine: gpt2 build/gpt2-124M.bin
+	./gpt2 build/gpt2-124M.bin --bench
+	./gpt2 build/gpt2-124M.bin --bench --threads 1
+build/random_model: tools/random_model.c $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ tools/random_model.c gpt2.c $(LDLIBS)
+build/gpt2-124M.bin: build/random_model build/tiny.bin
+	build/random_model $@ build/tiny.bin 12 12 768 1024
 
 clean:
 	rm -rf gpt2 export/convert build

@@ -1420,8 +1420,14 @@ int main(int argc, char **argv) {
     }
 
     if (run_bench) {
-        bench(model, model_path, tokens, n_tokens > 1 || prompt_arg || prompt_file || ids_arg ? n_tokens : 1,
-              n_given ? n_predict : 128, threads);
+        if (!prompt_arg && !prompt_file && !ids_arg) {  /* no prompt given: 128 arbitrary tokens */
+            n_tokens = c->n_ctx < 256 ? c->n_ctx / 2 : 128;
+            int *ids = realloc(tokens, (size_t)n_tokens * sizeof *ids);
+            if (!ids) die("out of memory");
+            tokens = ids;
+            for (int i = 0; i < n_tokens; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
+        }
+        bench(model, model_path, tokens, n_tokens, n_given ? n_predict : 128, threads);
         free(tokens); free(text); gpt2_free(model);
         return 0;
     }
