@@ -489,20 +489,46 @@ typedef void (*task_fn)(void *arg, int begin, int end, int thread);
 typedef struct ThreadPool ThreadPool;
 typedef struct { ThreadPool *pool; int index; } Worker;
 
+/* Waiting is a spin, then a sleep. A forward pass runs a task every few microseconds, too
+ * often to pay for a futex wake-up each time; between forward passes threads go to sleep. */
+#define SPIN_NS 100000
+
 struct ThreadPool {
-    int n_threads;            /* including the calling thread */
-    pthread_t *threads;       /* [n_threads - 1] */
+    int n_threads;             /* including the calling thread */
+    pthread_t *threads;        /* [n_threads - 1] */
     Worker *workers;
-    pthread_mutex_t lock;
-    pthread_cond_t start, finished;
-    uint64_t generation;      /* incremented for every task; workers wait for a change */
-    int running;              /* workers still busy with the current task */
-    bool quit;
-    task_fn fn;               /* the current task */
+    /* the current task, published by the release increment of `generation` */
+    task_fn fn;
     void *arg;
     int n_items, chunk;
-    atomic_int next_item;     /* first item nobody has claimed yet */
+    atomic_int next_item;      /* first item nobody has claimed yet */
+    atomic_uint generation;    /* one more for every task; workers wait for it to change */
+    atomic_int running;        /* workers still busy with the current task */
+    atomic_bool quit;
+    /* sleeping: a sleeper announces itself before its last check, and a waker checks for
+     * sleepers after its change (all sequentially consistent), so no wake-up is lost */
+    pthread_mutex_t lock;
+    pthread_cond_t start, finished;
+    atomic_int sleepers;       /* workers asleep on `start` */
+    atomic_bool caller_asleep; /* the calling thread is asleep on `finished` */
 };
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* A bounded spin: `while (!condition && spin_more(&spin)) {}` spins up to SPIN_NS. */
+typedef struct { double deadline; int rounds; } Spin;
+static Spin spin_start(void) { return (Spin){now_ms() + SPIN_NS / 1e6, 0}; }
+static bool spin_more(Spin *s) {
+    if (++s->rounds % 256 == 0 && now_ms() > s->deadline) return false;  /* a clock read now and then */
+    cpu_relax();
+    return true;
+}
 
 static void pool_work(ThreadPool *p, int thread) {
     for (;;) {
@@ -515,19 +541,36 @@ static void pool_work(ThreadPool *p, int thread) {
 static void *pool_worker(void *arg) {
     Worker *self = arg;
     ThreadPool *p = self->pool;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->lock);
+    unsigned seen = 0;
     for (;;) {
-        while (p->generation == seen && !p->quit) pthread_cond_wait(&p->start, &p->lock);
-        if (p->quit) break;
-        seen = p->generation;
-        pthread_mutex_unlock(&p->lock);
+        Spin spin = spin_start();
+        while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && spin_more(&spin)) {}
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
+            pthread_mutex_lock(&p->lock);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (atomic_load(&p->generation) == seen) pthread_cond_wait(&p->start, &p->lock);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->lock);
+        }
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (atomic_load(&p->quit)) return NULL;
         pool_work(p, self->index);
-        pthread_mutex_lock(&p->lock);
-        if (--p->running == 0) pthread_cond_signal(&p->finished);
+        if (atomic_fetch_sub(&p->running, 1) == 1 && atomic_load(&p->caller_asleep)) {
+            pthread_mutex_lock(&p->lock);  /* the caller holds it until it is really waiting */
+            pthread_cond_signal(&p->finished);
+            pthread_mutex_unlock(&p->lock);
+        }
     }
-    pthread_mutex_unlock(&p->lock);
-    return NULL;
+}
+
+/* Publishes a new generation (a task, or quit) and wakes sleeping workers. */
+static void pool_publish(ThreadPool *p) {
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleepers)) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_broadcast(&p->start);
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* Runs fn over [0, n_items) in chunks of `chunk` items on all threads; returns when done. */
@@ -535,17 +578,20 @@ static void pool_run(ThreadPool *p, task_fn fn, void *arg, int n_items, int chun
     if (n_items <= 0) return;
     if (chunk < 1) chunk = 1;
     if (p->n_threads == 1 || n_items <= chunk) { fn(arg, 0, n_items, 0); return; }
-    pthread_mutex_lock(&p->lock);
     p->fn = fn; p->arg = arg; p->n_items = n_items; p->chunk = chunk;
     atomic_store_explicit(&p->next_item, 0, memory_order_relaxed);
-    p->running = p->n_threads - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->start);
-    pthread_mutex_unlock(&p->lock);
+    atomic_store_explicit(&p->running, p->n_threads - 1, memory_order_relaxed);
+    pool_publish(p);
     pool_work(p, 0);
-    pthread_mutex_lock(&p->lock);
-    while (p->running) pthread_cond_wait(&p->finished, &p->lock);
-    pthread_mutex_unlock(&p->lock);
+    Spin spin = spin_start();
+    while (atomic_load_explicit(&p->running, memory_order_acquire) != 0 && spin_more(&spin)) {}
+    if (atomic_load_explicit(&p->running, memory_order_acquire) != 0) {
+        pthread_mutex_lock(&p->lock);
+        atomic_store(&p->caller_asleep, true);
+        while (atomic_load(&p->running) != 0) pthread_cond_wait(&p->finished, &p->lock);
+        atomic_store(&p->caller_asleep, false);
+        pthread_mutex_unlock(&p->lock);
+    }
 }
 
 /* A chunk size giving each thread about four chunks (for balance), a multiple of `unit`. */
@@ -557,13 +603,19 @@ static int pool_chunk(const ThreadPool *p, int n_items, int unit) {
 static int pool_init(ThreadPool *p, int n_threads, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     p->n_threads = n_threads;
+    atomic_init(&p->next_item, 0);
+    atomic_init(&p->generation, 0);
+    atomic_init(&p->running, 0);
+    atomic_init(&p->quit, false);
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->caller_asleep, false);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->start, NULL);
     pthread_cond_init(&p->finished, NULL);
     if (n_threads == 1) return 0;
     p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
     p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
-    if (!p->threads || !p->workers) return fail(err, errlen, "out of memory");
+    if (!p->threads || !p->workers) { p->n_threads = 1; return fail(err, errlen, "out of memory"); }
     for (int i = 0; i < n_threads - 1; i++) {
         p->workers[i] = (Worker){p, i + 1};
         int rc = pthread_create(&p->threads[i], NULL, pool_worker, &p->workers[i]);
@@ -576,11 +628,9 @@ static int pool_init(ThreadPool *p, int n_threads, char *err, size_t errlen) {
 }
 
 static void pool_destroy(ThreadPool *p) {
-    pthread_mutex_lock(&p->lock);
-    p->quit = true;
-    pthread_cond_broadcast(&p->start);
-    pthread_mutex_unlock(&p->lock);
-    for (int i = 0; i < p->n_threads - 1 && p->threads; i++) pthread_join(p->threads[i], NULL);
+    atomic_store(&p->quit, true);
+    pool_publish(p);
+    for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
     free(p->workers);
     pthread_mutex_destroy(&p->lock);
@@ -671,7 +721,7 @@ static ALWAYS_INLINE float dot(const float *a, const float *b, int n) {
 }
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
-typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;
+typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
 
 typedef struct {
     float *out;          /* (T, n_out) */
@@ -682,20 +732,45 @@ typedef struct {
     Epilogue epilogue;
 } Matmul;
 
-/* GELU, tanh approximation (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
-static inline float gelu(float x) {
+/* e^x to within 3e-7 relative, from arithmetic the compiler vectorizes (libm's expf and tanhf
+ * are calls, one element at a time, and GELU and the softmaxes run millions of them):
+ * e^x = 2^n · e^r with n = round(x / ln 2), r = x - n·ln 2 (ln 2 split in two, so r is exact
+ * to float precision) and e^r by its Taylor polynomial to r^6 (|r| ≤ ln2/2: error < 1e-7).
+ * Inputs are clamped to where 2^n is a normal float; below, the result is ~1e-38, not 0. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    const float round_magic = 12582912.0f;  /* 1.5 · 2^23: adding and subtracting it rounds */
+    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
+    float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n, built in the exponent field */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* GELU, tanh form (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))),
+ * computed as x / (1 + e^(-2u)) with u the tanh argument, since 0.5·(1 + tanh u) = 1/(1 + e^(-2u)).
+ * A loop over an array, so that it vectorizes. */
+static void gelu(float *x, int n) {
     const float sqrt_2_over_pi = 0.7978845608028654f;
-    return 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * (x + 0.044715f * x * x * x)));
+    for (int i = 0; i < n; i++) {
+        float u = sqrt_2_over_pi * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+        x[i] = x[i] / (1.0f + exp_approx(-2.0f * u));
+    }
 }
 
 static inline void matmul_store(const Matmul *m, int o, int t, float y) {
     float *out = m->out + (size_t)t * m->n_out + o;
     if (m->bias) y += m->bias[o];
-    switch (m->epilogue) {
-    case STORE: *out = y; break;
-    case STORE_GELU: *out = gelu(y); break;
-    case ACCUMULATE: *out += y; break;
-    }
+    if (m->epilogue == ACCUMULATE) *out += y;
+    else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_task */
 }
 
 /* A rows × cols block of outputs: weight rows o.., positions t... With constant rows and cols
@@ -735,6 +810,8 @@ static void matmul_task(void *arg, int begin, int end, int thread) {
     }
     for (; o < end; o++)
         for (int t = 0; t < m->T; t++) matmul_tile(m, o, t, 1, 1);
+    if (m->epilogue == STORE_GELU)
+        for (int t = 0; t < m->T; t++) gelu(m->out + (size_t)t * m->n_out + begin, end - begin);
 }
 
 /* out (T, n_out) ⟵ in (T, n_in) · wᵀ + bias, with the epilogue, split by output rows. */
@@ -860,10 +937,8 @@ static void attention_task(void *arg, int begin, int end, int thread) {
             scores[j] = dot(q, keys + (size_t)j * HS, HS) * scale;
             if (scores[j] > max) max = scores[j];
         }
-        for (int j = 0; j <= p; j++) {
-            scores[j] = expf(scores[j] - max);
-            sum += scores[j];
-        }
+        for (int j = 0; j <= p; j++) scores[j] = exp_approx(scores[j] - max);
+        for (int j = 0; j <= p; j++) sum += scores[j];
         /* out = Σ_j softmax_j · v_j */
         float inv_sum = 1.0f / sum;
         for (int i = 0; i < HS; i++) out[i] = 0.0f;
@@ -1036,7 +1111,7 @@ int gpt2_sample(gpt2_sampler *s, const float *logits) {
     float max = -INFINITY;
     for (int i = 0; i < n; i++) if (cand[i].value > max) max = cand[i].value;
     double sum = 0.0;
-    for (int i = 0; i < n; i++) { cand[i].value = expf(cand[i].value - max); sum += cand[i].value; }
+    for (int i = 0; i < n; i++) { cand[i].value = exp_approx(cand[i].value - max); sum += cand[i].value; }
     for (int i = 0; i < n; i++) cand[i].value = (float)(cand[i].value / sum);
     /* min-p: drop what is less likely than min_p × the most likely (whose probability is 1/sum) */
     if (p->min_p > 0.0f) {
