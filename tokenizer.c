@@ -20,7 +20,8 @@
  *    emitted at once. As in tiktoken, a pair's rank is that of the token its bytes form —
  *    whichever two parts they come from — and the token's rank is that of the first merge
  *    that creates it. A heap keeps each merge O(log n), so a piece costs O(n log n): a
- *    megabyte of one letter is one piece and still takes milliseconds.
+ *    megabyte of one letter is one piece and still takes milliseconds. Within one call, a
+ *    piece merged before is looked up in a small cache instead of merged again.
  *
  * Bytes that are not UTF-8. The pattern speaks of characters; text may be any bytes. Every
  * byte that does not start a well-formed UTF-8 sequence (Unicode Table 3-7: no overlong forms,
@@ -39,8 +40,9 @@
 
 /* One entry of the hash table from token bytes to id. */
 typedef struct {
-    uint32_t hash;
-    uint32_t id;  /* TOKENIZER_NONE: empty */
+    uint64_t head;  /* the first 8 bytes of the token (bytes_head) */
+    uint32_t id;    /* TOKENIZER_NONE: empty */
+    uint32_t len;
 } TokenizerSlot;
 
 typedef struct Tokenizer {
@@ -118,13 +120,12 @@ static int unicode_class(uint32_t cp) {
 /* The class of the character at s[0, avail) and its length in *len; a byte that does not
  * start a well-formed sequence is a character of class other. */
 static inline int char_class(const uint8_t *s, size_t avail, size_t *len) {
-    uint32_t cp = s[0];
+    uint32_t cp;
     *len = 1;
-    if (cp >= 0x80) {
-        size_t n = utf8_decode(s, avail, &cp);
-        if (n == 0) return UNICODE_OTHER;
-        *len = n;
-    }
+    if (s[0] < 0x80) return unicode_ascii_class[s[0]];
+    size_t n = utf8_decode(s, avail, &cp);
+    if (n == 0) return UNICODE_OTHER;
+    *len = n;
     return unicode_class(cp);
 }
 
@@ -154,9 +155,9 @@ static size_t next_piece(const uint8_t *s, size_t i, size_t end) {
         while (j < end && char_class(s + j, end - j, &len) == cls) j += len;
         return j;
     }
-    /* `\s+(?!\S)`: a run of white space at the end of the text, or followed by something else
-     * minus its last character (which the lookahead gives back: as a space it then starts the
-     * next word); `\s+`: a single white space character before something else. */
+    /* `\s+(?!\S)`: a run of white space that ends the text is one piece; before anything
+     * else the run gives back its last character (a space there then starts the next word,
+     * ` ?\p{L}+` etc.). `\s+`: a run of one character, before anything else. */
     size_t last = i;  /* start of the run's last character */
     while (j < end && char_class(s + j, end - j, &len) == UNICODE_SPACE) last = j, j += len;
     return j == end || last == i ? j : last;
@@ -164,19 +165,23 @@ static size_t next_piece(const uint8_t *s, size_t i, size_t end) {
 
 /* ---- the vocabulary ----------------------------------------------------------------- */
 
-/* A hash of a short byte string, 8 bytes at a time (multiply-xorshift mixing). */
-static uint32_t tokenizer_hash(const uint8_t *s, size_t n) {
+/* The first min(n, 8) bytes of s as one number, zero-padded. A slot keeps its token's head
+ * and length, so most lookups are decided without reading the token's bytes. */
+static inline uint64_t bytes_head(const uint8_t *s, size_t n) {
+    uint64_t w = 0;
+    if (n >= 8) memcpy(&w, s, 8);
+    else
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)s[i] << (8 * i);
+    return w;
+}
+
+/* A hash of s[0, n), whose head is given: multiply-xorshift mixing, 8 bytes at a time. */
+static inline uint32_t tokenizer_hash(uint64_t head, const uint8_t *s, size_t n) {
     const uint64_t k = 0xBF58476D1CE4E5B9u;
-    uint64_t h = 0x9E3779B97F4A7C15u ^ n, w;
-    for (; n >= 8; s += 8, n -= 8) {
-        memcpy(&w, s, 8);
-        h = (h ^ w) * k;
+    uint64_t h = (head + n * 0x9E3779B97F4A7C15u) * k;
+    for (size_t i = 8; i < n; i += 8) {
         h ^= h >> 31;
-    }
-    if (n > 0) {
-        w = 0;
-        memcpy(&w, s, n);
-        h = (h ^ w) * k;
+        h = (h ^ bytes_head(s + i, n - i)) * k;
     }
     h ^= h >> 29;
     h *= 0x94D049BB133111EBu;
@@ -188,20 +193,21 @@ static uint32_t token_length(const Tokenizer *t, uint32_t id) {
 }
 
 /* The slot holding the token with bytes s[0, n), or the empty slot where it would go. */
-static TokenizerSlot *tokenizer_slot(const Tokenizer *t, const uint8_t *s, size_t n, uint32_t hash) {
-    for (uint32_t i = hash & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+static TokenizerSlot *tokenizer_slot(const Tokenizer *t, const uint8_t *s, size_t n) {
+    uint64_t head = bytes_head(s, n);
+    for (uint32_t i = tokenizer_hash(head, s, n) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         TokenizerSlot *slot = &t->slots[i];
         if (slot->id == TOKENIZER_NONE) return slot;
-        if (slot->hash == hash && token_length(t, slot->id) == n &&
-            memcmp(t->bytes + t->offsets[slot->id], s, n) == 0)
+        if (slot->head == head && slot->len == n &&
+            (n <= 8 || memcmp(t->bytes + t->offsets[slot->id] + 8, s + 8, n - 8) == 0))
             return slot;
     }
 }
 
 /* The ordinary (not special) token with bytes s[0, n), or NONE. */
-static uint32_t tokenizer_lookup(const Tokenizer *t, const uint8_t *s, size_t n) {
+static inline uint32_t tokenizer_lookup(const Tokenizer *t, const uint8_t *s, size_t n) {
     if (n > t->max_token_len) return TOKENIZER_NONE;
-    return tokenizer_slot(t, s, n, tokenizer_hash(s, n))->id;
+    return tokenizer_slot(t, s, n)->id;
 }
 
 static void tokenizer_free(Tokenizer *t) {
@@ -249,9 +255,8 @@ static int tokenizer_init(Tokenizer *t, int vocab_size, const uint32_t *offsets,
         uint32_t n = token_length(t, id);
         if (n == 0 || is_special[id]) continue;
         const uint8_t *s = bytes + offsets[id];
-        uint32_t hash = tokenizer_hash(s, n);
-        TokenizerSlot *slot = tokenizer_slot(t, s, n, hash);
-        if (slot->id == TOKENIZER_NONE) slot->hash = hash, slot->id = id;
+        TokenizerSlot *slot = tokenizer_slot(t, s, n);
+        if (slot->id == TOKENIZER_NONE) slot->head = bytes_head(s, n), slot->id = id, slot->len = n;
         if (n > t->max_token_len) t->max_token_len = n;
     }
     for (int b = 0; b < 256; b++) {
@@ -308,8 +313,17 @@ static const char *tokenizer_token(const Tokenizer *t, int id, size_t *len) {
 
 /* ---- encoding ----------------------------------------------------------------------- */
 
-/* The state of one tokenizer_encode call: its output and the merge scratch, which grows
- * to the longest piece that needed merging. Nothing is shared between calls. */
+/* A piece that this call has merged before, and where its ids are in the output. */
+typedef struct {
+    const uint8_t *piece;  /* in the caller's text; NULL: an empty entry */
+    uint32_t len, n_ids;
+    size_t first_id;       /* its ids are ids[first_id, first_id + n_ids) */
+} MergedPiece;
+
+/* The state of one tokenizer_encode call: its output, the merge scratch, which grows to the
+ * longest piece that needed merging, and a cache of merged pieces (names and rare words
+ * recur: a third of tinyshakespeare's merged pieces are distinct). Nothing is shared
+ * between calls. */
 typedef struct {
     int *ids;
     size_t n_ids, cap_ids;
@@ -319,7 +333,13 @@ typedef struct {
     uint32_t *rank;    /* [cap]: rank of merging part p with the next one; NONE if none or p is gone */
     uint32_t *token;   /* [cap]: the token of part p */
     uint64_t *heap;    /* [3 cap]: min-heap of rank << 32 | p */
+    MergedPiece *cache;  /* [cache_mask + 1], direct-mapped: a new piece replaces an old one */
+    size_t cache_mask;
 } TokenizerCall;
+
+static void call_free_scratch(TokenizerCall *c) {
+    free(c->next), free(c->prev), free(c->rank), free(c->token), free(c->heap), free(c->cache);
+}
 
 static int emit_token(TokenizerCall *c, uint32_t id) {
     if (c->n_ids == c->cap_ids) {
@@ -415,12 +435,35 @@ static int merge_piece(const Tokenizer *t, TokenizerCall *c, const uint8_t *piec
     return 0;
 }
 
-static int encode_piece(const Tokenizer *t, TokenizerCall *c, const uint8_t *piece, size_t n) {
+/* The cache entry for piece[0, n): the one that holds it or the one to overwrite with it;
+ * NULL if the cache could not be allocated. Its size follows the text's, up to 8192. */
+static MergedPiece *cache_entry(TokenizerCall *c, const uint8_t *piece, size_t n, size_t text_len) {
+    if (!c->cache) {
+        size_t size = 64;
+        while (size < 8192 && size < text_len / 16) size *= 2;
+        c->cache = calloc(size, sizeof *c->cache);
+        if (!c->cache) return NULL;
+        c->cache_mask = size - 1;
+    }
+    return &c->cache[tokenizer_hash(bytes_head(piece, n), piece, n) & c->cache_mask];
+}
+
+static int encode_piece(const Tokenizer *t, TokenizerCall *c, const uint8_t *piece, size_t n, size_t text_len) {
     if (n == 1) return emit_token(c, t->byte_token[piece[0]]);
     uint32_t id = tokenizer_lookup(t, piece, n);
     if (id != TOKENIZER_NONE) return emit_token(c, id);
     if (n >= UINT32_MAX) return -1;
-    return merge_piece(t, c, piece, (uint32_t)n);
+    MergedPiece *cached = cache_entry(c, piece, n, text_len);
+    if (cached && cached->piece && cached->len == n && memcmp(cached->piece, piece, n) == 0) {
+        for (size_t i = 0; i < cached->n_ids; i++)
+            if (emit_token(c, (uint32_t)c->ids[cached->first_id + i])) return -1;
+        return 0;
+    }
+    size_t first_id = c->n_ids;
+    if (merge_piece(t, c, piece, (uint32_t)n)) return -1;
+    if (cached && c->n_ids - first_id <= UINT32_MAX)
+        *cached = (MergedPiece){piece, (uint32_t)n, (uint32_t)(c->n_ids - first_id), first_id};
+    return 0;
 }
 
 /* The first place at or after `from` where a special token's text occurs (len if none),
@@ -451,17 +494,17 @@ static int *tokenizer_encode(const Tokenizer *t, const char *text, size_t len, i
         if (allow_special && t->n_special > 0) end = find_special(t, s, start, len, &special_id, &special_len);
         for (size_t i = start, j; i < end; i = j) {
             j = next_piece(s, i, end);
-            if (encode_piece(t, &c, s + i, j - i)) goto fail;
+            if (encode_piece(t, &c, s + i, j - i, len)) goto fail;
         }
         if (end == len) break;
         if (emit_token(&c, special_id)) goto fail;
         start = end + special_len;
     }
-    free(c.next), free(c.prev), free(c.rank), free(c.token), free(c.heap);
+    call_free_scratch(&c);
     *n_ids = c.n_ids;
     return c.ids;
 fail:
-    free(c.next), free(c.prev), free(c.rank), free(c.token), free(c.heap);
+    call_free_scratch(&c);
     free(c.ids);
     return NULL;
 }

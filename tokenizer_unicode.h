@@ -5,7 +5,7 @@
  * (Lu Ll Lt Lm Lo), number = \p{N} (Nd Nl No), space = White_Space (\s), other = the rest.
  * Code points from UNICODE_CLASS_LIMIT on are all "other". Below it, with
  * block = unicode_class_block[cp >> UNICODE_BLOCK_SHIFT], the class is the 2-bit field
- * (unicode_class_blocks[block][(cp & 127) >> 2] >> (2 * (cp & 3))) & 3.
+ * (unicode_class_blocks[block][(cp & 127) >> 2] >> (2 * (cp & 3))) & 3. ASCII has its own table.
  */
 #ifndef TOKENIZER_UNICODE_H
 #define TOKENIZER_UNICODE_H
@@ -14,6 +14,14 @@
 enum { UNICODE_OTHER = 0, UNICODE_LETTER = 1, UNICODE_NUMBER = 2, UNICODE_SPACE = 3 };
 #define UNICODE_BLOCK_SHIFT 7
 #define UNICODE_CLASS_LIMIT 0x32400
+
+/* [128]: the class of each ASCII character, unpacked: the common case costs one load */
+static const uint8_t unicode_ascii_class[128] = {
+  0,0,0,0,0,0,0,0,0,3,3,3,3,3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2,2,2,2,2,2,2,2,2,2,0,0,0,0,0,0,
+  0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,
+  0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,
+};
 
 /* [UNICODE_CLASS_LIMIT >> UNICODE_BLOCK_SHIFT]: the block of each run of 128 code points */
 static const uint8_t unicode_class_block[1608] = {

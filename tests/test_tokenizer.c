@@ -304,7 +304,8 @@ static void test_merge_against_reference(const Tokenizer *t, int n_pieces) {
         int ok = !err && call.n_ids == n_want && memcmp(call.ids, want, n_want * sizeof *want) == 0;
         CHECK(ok, "merge of \"%s\": %zu tokens, the reference %zu", show((const char *)piece, n), call.n_ids, n_want);
         passed += ok;
-        free(call.ids), free(call.next), free(call.prev), free(call.rank), free(call.token), free(call.heap);
+        free(call.ids);
+        call_free_scratch(&call);
     }
     printf("merge: heap = reference loop on %d of %d random pieces\n", passed, n_pieces);
 }

@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
            " * (Lu Ll Lt Lm Lo), number = \\p{N} (Nd Nl No), space = White_Space (\\s), other = the rest.\n"
            " * Code points from UNICODE_CLASS_LIMIT on are all \"other\". Below it, with\n"
            " * block = unicode_class_block[cp >> UNICODE_BLOCK_SHIFT], the class is the 2-bit field\n"
-           " * (unicode_class_blocks[block][(cp & %d) >> 2] >> (2 * (cp & 3))) & 3.\n"
+           " * (unicode_class_blocks[block][(cp & %d) >> 2] >> (2 * (cp & 3))) & 3. ASCII has its own table.\n"
            " */\n", version, BLOCK_SIZE - 1);
     printf("#ifndef TOKENIZER_UNICODE_H\n#define TOKENIZER_UNICODE_H\n\n");
     printf("#define UNICODE_VERSION \"%s\"\n", version);
@@ -143,6 +143,12 @@ int main(int argc, char **argv) {
            CLASS_OTHER, CLASS_LETTER, CLASS_NUMBER, CLASS_SPACE);
     printf("#define UNICODE_BLOCK_SHIFT %d\n", BLOCK_SHIFT);
     printf("#define UNICODE_CLASS_LIMIT 0x%X\n\n", n_blocks * BLOCK_SIZE);
+
+    printf("/* [128]: the class of each ASCII character, unpacked: the common case costs one load */\n");
+    printf("static const uint8_t unicode_ascii_class[128] = {\n");
+    for (int c = 0; c < 128; c++)
+        printf("%s%d,%s", c % 32 == 0 ? "  " : "", class_of[c], c % 32 == 31 ? "\n" : "");
+    printf("};\n\n");
 
     printf("/* [UNICODE_CLASS_LIMIT >> UNICODE_BLOCK_SHIFT]: the block of each run of %d code points */\n",
            BLOCK_SIZE);
