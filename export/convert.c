@@ -230,100 +230,73 @@ static int config_require_flag(const json_file *f, const char *key, int required
     return 0;
 }
 
+/* The fields of config.json that matter, checked. */
+static int parse_config(const json_file *f, hf_config *config, char *err) {
+    gpt2_config *c = &config->model;
+    char quoted[SNIPPET_SIZE];
+    int64_t n_positions = 0, n_ctx = 0, n_inner = 0, token = 0;
+    int found;
+    const json_value *v;
+    memset(config, 0, sizeof *config);
+
+    /* Ranges as docs/FORMAT.md allows them. */
+    if (config_required(f, "n_layer", 1, 1024, &c->n_layer, err) < 0 ||
+        config_required(f, "n_head", 1, 1024, &c->n_head, err) < 0 ||
+        config_required(f, "n_embd", 1, 65536, &c->n_embd, err) < 0 ||
+        config_required(f, "vocab_size", 1, 16777216, &c->vocab_size, err) < 0)
+        return -1;
+    if (c->n_embd % c->n_head != 0)
+        return fail(err, "%s: n_embd %d is not divisible by n_head %d", f->path, c->n_embd, c->n_head);
+
+    /* n_positions sizes wpe; older configs carry only n_ctx, which then means the same. */
+    if ((found = config_integer(f, "n_positions", 1, 1048576, 0, &n_positions, err)) < 0 ||
+        config_integer(f, "n_ctx", 1, 1048576, 0, &n_ctx, err) < 0)
+        return -1;
+    if (!found && !n_ctx) return fail(err, "%s: missing key \"n_positions\" (or \"n_ctx\")", f->path);
+    c->n_ctx = (int)(found ? n_positions : n_ctx);
+
+    c->ln_eps = 1e-5f;  /* GPT2Config's default */
+    if ((v = json_get(f->root, "layer_norm_epsilon"))) {
+        if (v->type != JSON_NUMBER)
+            return fail(err, "%s: layer_norm_epsilon: expected a number, got %s", f->path, json_snippet(f, v, quoted));
+        c->ln_eps = (float)v->number;
+        if (!(c->ln_eps > 0 && c->ln_eps < 1))
+            return fail(err, "%s: layer_norm_epsilon: %s is outside (0, 1)", f->path, json_snippet(f, v, quoted));
+    }
+
+    /* The math gpt2.c implements: tanh GELU, a 4C MLP, attention scaled by 1/sqrt(HS). */
+    if ((v = json_get(f->root, "activation_function")) &&
+        (v->type != JSON_STRING || v->string_len != 8 || strcmp(v->string, "gelu_new") != 0))
+        return fail(err, "%s: activation_function is %s: gpt2.c implements gelu_new only", f->path,
+                    json_snippet(f, v, quoted));
+    if ((found = config_integer(f, "n_inner", 1, INT64_MAX, 1, &n_inner, err)) < 0) return -1;
+    if (found && n_inner != 4 * (int64_t)c->n_embd)
+        return fail(err, "%s: n_inner is %lld: gpt2.c implements an MLP of 4 * n_embd = %d only", f->path,
+                    (long long)n_inner, 4 * c->n_embd);
+    if (config_require_flag(f, "scale_attn_weights", 1, err) < 0 ||
+        config_require_flag(f, "scale_attn_by_inverse_layer_idx", 0, err) < 0 ||
+        config_require_flag(f, "reorder_and_upcast_attn", 0, err) < 0 ||
+        config_require_flag(f, "add_cross_attention", 0, err) < 0)
+        return -1;
+    if ((v = json_get(f->root, "model_type")) &&
+        (v->type != JSON_STRING || v->string_len != 4 || strcmp(v->string, "gpt2") != 0))
+        return fail(err, "%s: model_type is %s, expected \"gpt2\"", f->path, json_snippet(f, v, quoted));
+
+    /* eos/bos ids (null in configs that have none), within the vocabulary. */
+    config->eos_token_id = config->bos_token_id = -1;
+    if ((found = config_integer(f, "eos_token_id", 0, c->vocab_size - 1, 1, &token, err)) < 0) return -1;
+    if (found) config->eos_token_id = (int)token;
+    if ((found = config_integer(f, "bos_token_id", 0, c->vocab_size - 1, 1, &token, err)) < 0) return -1;
+    if (found) config->bos_token_id = (int)token;
+    return 0;
+}
+
 static int read_config(const char *dir, hf_config *config, char *err) {
     char path[PATH_SIZE];
     if (join_path(path, dir, "config.json", err) < 0) return -1;
     json_file f;
     int status = json_file_read(&f, path, err);
-    if (status == 0) {
-        gpt2_config *c = &config->model;
-        memset(config, 0, sizeof *config);
-        char quoted[SNIPPET_SIZE];
-        int64_t n_positions = 0, n_ctx = 0, n_inner = 0, token = 0;
-        int found;
-        const json_value *v;
-        /* Ranges as docs/FORMAT.md allows them. */
-        if (config_required(&f, "n_layer", 1, 1024, &c->n_layer, err) < 0 ||
-            config_required(&f, "n_head", 1, 1024, &c->n_head, err) < 0 ||
-            config_required(&f, "n_embd", 1, 65536, &c->n_embd, err) < 0 ||
-            config_required(&f, "vocab_size", 1, 16777216, &c->vocab_size, err) < 0) {
-            status = -1;
-            goto done;
-        }
-        if (c->n_embd % c->n_head != 0) {
-            status = fail(err, "%s: n_embd %d is not divisible by n_head %d", path, c->n_embd, c->n_head);
-            goto done;
-        }
-        /* n_positions sizes wpe; older configs carry only n_ctx, which then means the same. */
-        if ((found = config_integer(&f, "n_positions", 1, 1048576, 0, &n_positions, err)) < 0 ||
-            config_integer(&f, "n_ctx", 1, 1048576, 0, &n_ctx, err) < 0) {
-            status = -1;
-            goto done;
-        }
-        if (!found && !n_ctx) {
-            status = fail(err, "%s: missing key \"n_positions\" (or \"n_ctx\")", path);
-            goto done;
-        }
-        c->n_ctx = (int)(found ? n_positions : n_ctx);
-
-        c->ln_eps = 1e-5f;  /* GPT2Config's default */
-        if ((v = json_get(f.root, "layer_norm_epsilon"))) {
-            if (v->type != JSON_NUMBER) {
-                status = fail(err, "%s: layer_norm_epsilon: expected a number, got %s", path,
-                              json_snippet(&f, v, quoted));
-                goto done;
-            }
-            float eps = (float)v->number;
-            if (!(eps > 0 && eps < 1)) {
-                status = fail(err, "%s: layer_norm_epsilon: %s is outside (0, 1)", path, json_snippet(&f, v, quoted));
-                goto done;
-            }
-            c->ln_eps = eps;
-        }
-
-        /* The math gpt2.c implements: tanh GELU, a 4C MLP, attention scaled by 1/sqrt(HS). */
-        if ((v = json_get(f.root, "activation_function")) &&
-            (v->type != JSON_STRING || strcmp(v->string, "gelu_new") != 0 || v->string_len != 8)) {
-            status = fail(err, "%s: activation_function is %s: gpt2.c implements gelu_new only", path,
-                          json_snippet(&f, v, quoted));
-            goto done;
-        }
-        if ((found = config_integer(&f, "n_inner", 1, INT64_MAX, 1, &n_inner, err)) < 0) {
-            status = -1;
-            goto done;
-        }
-        if (found && n_inner != 4 * (int64_t)c->n_embd) {
-            status = fail(err, "%s: n_inner is %lld: gpt2.c implements an MLP of 4 * n_embd = %d only", path,
-                          (long long)n_inner, 4 * c->n_embd);
-            goto done;
-        }
-        if (config_require_flag(&f, "scale_attn_weights", 1, err) < 0 ||
-            config_require_flag(&f, "scale_attn_by_inverse_layer_idx", 0, err) < 0 ||
-            config_require_flag(&f, "reorder_and_upcast_attn", 0, err) < 0 ||
-            config_require_flag(&f, "add_cross_attention", 0, err) < 0) {
-            status = -1;
-            goto done;
-        }
-        if ((v = json_get(f.root, "model_type")) &&
-            (v->type != JSON_STRING || strcmp(v->string, "gpt2") != 0 || v->string_len != 4)) {
-            status = fail(err, "%s: model_type is %s, expected \"gpt2\"", path, json_snippet(&f, v, quoted));
-            goto done;
-        }
-
-        /* eos/bos ids (null when a config has none); checked against vocab_size here. */
-        config->eos_token_id = config->bos_token_id = -1;
-        if ((found = config_integer(&f, "eos_token_id", 0, c->vocab_size - 1, 1, &token, err)) < 0) {
-            status = -1;
-            goto done;
-        }
-        if (found) config->eos_token_id = (int)token;
-        if ((found = config_integer(&f, "bos_token_id", 0, c->vocab_size - 1, 1, &token, err)) < 0) {
-            status = -1;
-            goto done;
-        }
-        if (found) config->bos_token_id = (int)token;
-    }
-done:
+    if (status == 0) status = parse_config(&f, config, err);
     json_file_free(&f);
     return status;
 }
@@ -343,7 +316,7 @@ enum { DTYPE_F32 = 1, DTYPE_F16 = 2, DTYPE_BF16 = 3, N_DTYPES = sizeof DTYPES / 
 typedef struct {
     const char *name;        /* as in the file, for messages */
     const char *short_name;  /* without the "transformer." prefix some files have */
-    int dtype;               /* index into DTYPES */
+    int dtype;               /* index into DTYPES; -1 for a mask buffer of another dtype */
     int n_dims;
     uint64_t shape[SAFETENSORS_MAX_DIMS];
     uint64_t begin, end;     /* data_offsets, relative to the end of the header */
@@ -383,6 +356,16 @@ static int64_t json_count(const json_value *v) {
     return v && v->type == JSON_NUMBER && v->is_integer && v->integer >= 0 ? v->integer : -1;
 }
 
+/* "h.<digits>.attn.bias" [1,1,P,P] and "h.<digits>.attn.masked_bias" (a scalar): the causal
+ * mask buffers some PyTorch exports carry. They are constants, not weights. */
+static int is_mask_buffer(const char *name) {
+    if (strncmp(name, "h.", 2) != 0) return 0;
+    const char *p = name + 2;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    return strcmp(p, ".attn.bias") == 0 || strcmp(p, ".attn.masked_bias") == 0;
+}
+
 /* Reads one header entry {"dtype", "shape", "data_offsets"} into t and checks it against
  * the data section. */
 static int read_tensor_entry(const safetensors *st, const json_value *entry, st_tensor *t, char *err) {
@@ -408,7 +391,9 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
     t->dtype = -1;
     for (int i = 0; i < N_DTYPES; i++)
         if (strcmp(dtype->string, DTYPES[i].name) == 0) t->dtype = i;
-    if (t->dtype < 0) return fail(err, "%s: tensor %s: unknown dtype \"%.20s\"", st->path, quoted, dtype->string);
+    /* A mask buffer is skipped whatever its dtype, so one this list lacks is no error. */
+    if (t->dtype < 0 && !is_mask_buffer(t->short_name))
+        return fail(err, "%s: tensor %s: unknown dtype \"%.20s\"", st->path, quoted, dtype->string);
 
     if (shape->type != JSON_ARRAY) return fail(err, "%s: tensor %s: shape is not an array", st->path, quoted);
     if (shape->count > SAFETENSORS_MAX_DIMS)
@@ -424,7 +409,7 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
     }
     /* The size in 64 bits: a product past the data size is wrong already, so stopping
      * there also keeps it from overflowing. */
-    uint64_t n_bytes = has_zero ? 0 : (uint64_t)DTYPES[t->dtype].size;
+    uint64_t n_bytes = has_zero || t->dtype < 0 ? 0 : (uint64_t)DTYPES[t->dtype].size;
     int too_big = 0;
     for (int i = 0; i < t->n_dims && n_bytes && !too_big; i++) {
         if (n_bytes > st->data_size / t->shape[i]) too_big = 1;
@@ -443,7 +428,7 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
         return fail(err, "%s: tensor %s: data_offsets [%llu, %llu] are past the end of the data (%llu bytes)",
                     st->path, quoted, (unsigned long long)t->begin, (unsigned long long)t->end,
                     (unsigned long long)st->data_size);
-    if (too_big || n_bytes != t->end - t->begin) {
+    if (t->dtype >= 0 && (too_big || n_bytes != t->end - t->begin)) {
         char dims[SNIPPET_SIZE], needs[48];
         if (too_big) snprintf(needs, sizeof needs, "more bytes than the file has");
         else snprintf(needs, sizeof needs, "%llu bytes", (unsigned long long)n_bytes);
@@ -563,16 +548,6 @@ static st_tensor *safetensors_find(safetensors *st, const char *short_name) {
     st_tensor key;
     key.short_name = short_name;
     return st->n_tensors ? bsearch(&key, st->tensors, st->n_tensors, sizeof key, compare_by_short_name) : NULL;
-}
-
-/* "h.<digits>.attn.bias" [1,1,P,P] and "h.<digits>.attn.masked_bias" (a scalar): the causal
- * mask buffers some PyTorch exports carry. They are constants, not weights. */
-static int is_mask_buffer(const char *name) {
-    if (strncmp(name, "h.", 2) != 0) return 0;
-    const char *p = name + 2;
-    if (*p < '0' || *p > '9') return 0;
-    while (*p >= '0' && *p <= '9') p++;
-    return strcmp(p, ".attn.bias") == 0 || strcmp(p, ".attn.masked_bias") == 0;
 }
 
 /* HuggingFace's GPT-2 uses Conv1D for these: weights stored [in][out], the transpose of ours. */

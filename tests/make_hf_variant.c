@@ -665,7 +665,7 @@ static void model_variants(generator *g) {
     write_options plain = {0};
     checkpoint c;
 
-    /* Mask buffers are ignored whatever their dtype. */
+    /* Mask buffers are ignored whatever their dtype: BOOL, F16, even one outside the format. */
     c = clone(&g->base);
     for (int i = 0; i < c.n; i++) {
         tensor *t = &c.t[i];
@@ -675,7 +675,8 @@ static void model_variants(generator *g) {
     }
     tensor *scalar = add_tensor(&c, "h.0.attn.masked_bias", "F16", 0, NULL, 2);
     scalar->data[1] = 0xF0;  /* -10240 */
-    model_case(g, "identical", "mask-buffers-bool-f16", &c, &plain);
+    add_tensor(&c, "h.1.attn.masked_bias", "C64", 0, NULL, 8);  /* a dtype the converter does not know */
+    model_case(g, "identical", "mask-buffers-other-dtypes", &c, &plain);
     checkpoint_free(&c);
 
     /* Malformed files. */
