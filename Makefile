@@ -140,7 +140,8 @@ test-download: export/convert build/http_server build/tiny.bin
 # test-tokenizer-cli: `gpt2 --tokenize` on every case. test-tokenizer-fuzz: a short libFuzzer
 # run (FUZZ_SECONDS; skipped without clang's libFuzzer). test-tokenizer-unicode: the generator
 # remakes tokenizer_unicode.h exactly (when the Unicode data of the same version is installed).
-TOKENIZER_TESTS = test-tokenizer test-tokenizer-cli test-tokenizer-fuzz test-tokenizer-unicode
+# test-tokenizer-valgrind: test_tokenizer under valgrind (memory errors, leaks), if installed.
+TOKENIZER_TESTS = test-tokenizer test-tokenizer-cli test-tokenizer-fuzz test-tokenizer-unicode test-tokenizer-valgrind
 .PHONY: $(TOKENIZER_TESTS) bench-tokenizer tokenizer-unicode
 TOKENIZER_CASES = tests/tokenizer/cases.txt
 FUZZ_SECONDS ?= 25
@@ -148,6 +149,9 @@ UNICODE_DATA ?= /usr/share/unicode
 
 build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -o $@ tests/test_tokenizer.c $(LDLIBS)
+# valgrind does not decode AVX-512: AVX2 at most
+build/test_tokenizer-valgrind: tests/test_tokenizer.c $(ENGINE) | build
+	$(CC) $(WARN) -O2 -g -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ tests/test_tokenizer.c $(LDLIBS)
 build/gen_unicode: tools/gen_unicode.c | build
 	$(CC) $(WARN) -O2 -o $@ tools/gen_unicode.c
 
@@ -157,6 +161,13 @@ test-tokenizer: build/test_tokenizer build/test_tokenizer-san build/tiny.bin
 
 test-tokenizer-cli: gpt2 build/test_tokenizer build/tiny.bin
 	tests/tokenizer/cli_test.sh ./gpt2 build/tiny.bin build/test_tokenizer $(TOKENIZER_CASES) build/tokenizer_cli
+
+test-tokenizer-valgrind: build/test_tokenizer-valgrind build/tiny.bin
+	@if command -v valgrind >/dev/null; then \
+		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			build/test_tokenizer-valgrind build/tiny.bin $(TOKENIZER_CASES) >build/test_tokenizer-valgrind.out && \
+		echo "test_tokenizer_valgrind: ok (no memory errors, no leaks)"; \
+	else echo "skipped: valgrind not installed"; fi
 
 test-tokenizer-fuzz: build/tiny.bin
 	tests/tokenizer/fuzz.sh $(FUZZ_SECONDS) build/tiny.bin
