@@ -13,7 +13,8 @@
  *   - the heap-based merge equals a plain quadratic merge (tiktoken's loop) on random pieces;
  *   - utf8_incomplete_tail against a reference built from every code point's encoding;
  *   - special tokens on and off; tokenizer_init's validation on broken vocabularies;
- *   - a megabyte of one letter, of digits, of spaces, of one emoji encodes quickly;
+ *   - a megabyte of one letter, of digits, of spaces, of one emoji, of random letters (each
+ *     a single piece) encodes quickly;
  *   - two threads sharing one tokenizer get the same ids. */
 #define GPT2_NO_MAIN
 #include "../gpt2.c"
@@ -381,11 +382,9 @@ static void test_special(const gpt2_model *m) {
           "ids outside the vocabulary have no bytes");
 }
 
-/* A vocabulary of the 256 bytes plus `extra` tokens, with merges and specials as given. */
-static int build_vocab(const char *const *extra, int n_extra, const uint32_t *merges, int n_merges,
-                       const uint32_t *special, int n_special, char *err) {
-    static uint32_t offsets[300];
-    static uint8_t bytes[2000];
+/* A vocabulary of the 256 single bytes, then the extra tokens: fills offsets (n + 1) and
+ * bytes, returns the number of tokens n. */
+static int small_vocab(const char *const *extra, int n_extra, uint32_t *offsets, uint8_t *bytes) {
     uint32_t o = 0;
     for (int b = 0; b < 256; b++) offsets[b] = o, bytes[o++] = (uint8_t)b;
     for (int i = 0; i < n_extra; i++) {
@@ -394,52 +393,64 @@ static int build_vocab(const char *const *extra, int n_extra, const uint32_t *me
         o += (uint32_t)strlen(extra[i]);
     }
     offsets[256 + n_extra] = o;
+    return 256 + n_extra;
+}
+
+/* tokenizer_init's result on a small vocabulary with the merges and special ids given. */
+static int init_small(const char *const *extra, int n_extra, const uint32_t *merges, int n_merges,
+                      const uint32_t *special, int n_special, char *err) {
+    uint32_t offsets[300];
+    uint8_t bytes[2000];
+    int n = small_vocab(extra, n_extra, offsets, bytes);
     Tokenizer t;
-    int rc = tokenizer_init(&t, 256 + n_extra, offsets, bytes, n_merges, merges, n_special, special, err, GPT2_ERR_MAX);
+    int rc = tokenizer_init(&t, n, offsets, bytes, n_merges, merges, n_special, special, err, GPT2_ERR_MAX);
     tokenizer_free(&t);
     tokenizer_free(&t);  /* twice: safe after free and after a failed init */
     return rc;
 }
 
+/* A broken vocabulary must fail tokenizer_init with a message that names the problem. */
+static void expect_rejected(int rc, const char *err, const char *names, const char *what) {
+    CHECK(rc < 0 && strstr(err, names), "%s: rc %d, message \"%s\"", what, rc, err);
+    printf("vocabulary with %s: \"%s\"\n", what, err);
+}
+
 static void test_vocab_validation(void) {
-    char err[GPT2_ERR_MAX];
+    char err[GPT2_ERR_MAX] = "";
     const char *const extra[] = {"ab", "abc", "", "<|endoftext|>"};
     const uint32_t good[] = {'a', 'b', 256, 'c'}, special[] = {259};
-    CHECK(build_vocab(extra, 4, good, 2, special, 1, err) == 0, "a good vocabulary: %s", err);
+    CHECK(init_small(extra, 4, good, 2, special, 1, err) == 0, "a good vocabulary: %s", err);
     const uint32_t not_a_token[] = {'a', 'b', 'b', 'a'};
-    CHECK(build_vocab(extra, 4, not_a_token, 2, special, 1, err) < 0 && strstr(err, "merge 1"),
-          "merge 1 makes \"ba\", no token: got \"%s\"", err);
+    expect_rejected(init_small(extra, 4, not_a_token, 2, special, 1, err), err, "merge 1", "a merge to no token");
     const uint32_t past[] = {'a', 400};
-    CHECK(build_vocab(extra, 4, past, 1, special, 1, err) < 0 && strstr(err, "merge 0"), "merge id past the vocabulary: \"%s\"", err);
+    expect_rejected(init_small(extra, 4, past, 1, special, 1, err), err, "merge 0", "a merge id past the end");
     const uint32_t empty_side[] = {258, 'a'};
-    CHECK(build_vocab(extra, 4, empty_side, 1, special, 1, err) < 0 && strstr(err, "without text"), "empty side: \"%s\"", err);
+    expect_rejected(init_small(extra, 4, empty_side, 1, special, 1, err), err, "without text", "a merge of no text");
     const uint32_t bad_special[] = {999};
-    CHECK(build_vocab(extra, 4, good, 2, bad_special, 1, err) < 0 && strstr(err, "special"), "special id: \"%s\"", err);
-    CHECK(tokenizer_init(&(Tokenizer){0}, 255, (const uint32_t[256]){0}, (const uint8_t *)"", 0, NULL, 0, NULL, err,
-                         sizeof err) < 0 && strstr(err, "byte 0x00"), "missing bytes: \"%s\"", err);
-    printf("vocabulary validation: %s\n", err);
+    expect_rejected(init_small(extra, 4, good, 2, bad_special, 1, err), err, "special", "a special id past the end");
+    const uint32_t offsets[256] = {0};  /* 255 tokens, all without text */
+    expect_rejected(tokenizer_init(&(Tokenizer){0}, 255, offsets, (const uint8_t *)"", 0, NULL, 0, NULL, err, sizeof err),
+                    err, "byte 0x00", "bytes without a token");
 }
 
 /* tiktoken's rule, not the merge list's: a pair merges when its bytes form a token, whichever
- * split made them. With merges a+b -> "ab" (rank 0), b+c -> "bc" (1), ab+c -> "abc" (2), the
- * text "bcx" has parts b, c, x -> "bc", x; and in "abc" the pair a+bc never happens because
- * a+b merges first; but with ranks swapped ("bc" first), a+"bc" still forms "abc". */
+ * two parts they come from. Merges: b+c -> "bc" (rank 0), a+b -> "ab" (1), ab+c -> "abc" (2).
+ * In "abcd", b+c merges first; the merge list never names a+bc, but "abc" is a token, so
+ * tiktoken merges it (with rank 2): "abc", "d". */
 static void test_merge_rule(void) {
     const char *const extra[] = {"ab", "bc", "abc"};
-    uint32_t offsets[260], o = 0;
+    uint32_t offsets[260];
     uint8_t bytes[300];
-    for (int b = 0; b < 256; b++) offsets[b] = o, bytes[o++] = (uint8_t)b;
-    for (int i = 0; i < 3; i++) offsets[256 + i] = o, memcpy(bytes + o, extra[i], strlen(extra[i])), o += (uint32_t)strlen(extra[i]);
-    offsets[259] = o;
-    const uint32_t merges[] = {'b', 'c', 'a', 'b', 256, 'c'};  /* bc, ab, ab+c: "abc" only from ab+c */
+    int n_tokens = small_vocab(extra, 3, offsets, bytes);
+    const uint32_t merges[] = {'b', 'c', 'a', 'b', 256, 'c'};
     Tokenizer t;
     char err[GPT2_ERR_MAX];
-    if (tokenizer_init(&t, 259, offsets, bytes, 3, merges, 0, NULL, err, sizeof err)) {
+    if (tokenizer_init(&t, n_tokens, offsets, bytes, 3, merges, 0, NULL, err, sizeof err)) {
         CHECK(0, "init: %s", err);
         return;
     }
     size_t n;
-    int *ids = tokenizer_encode(&t, "abcd", 4, 0, &n);  /* b+c (rank 0) first, then a+bc = "abc" */
+    int *ids = tokenizer_encode(&t, "abcd", 4, 0, &n);
     CHECK(ids && n == 2 && ids[0] == 258 && ids[1] == 'd', "a + bc forms abc (tiktoken's rule)");
     free(ids);
     tokenizer_free(&t);
@@ -449,12 +460,13 @@ static void test_merge_rule(void) {
 
 static void test_long_runs(const gpt2_model *m) {
     const size_t size = 1 << 20;
-    const char *const units[] = {"a", "7", " ", "\xf0\x9f\x98\x80", "\n", "ab", "\xe4\xb8\xad"};
-    const char *const names[] = {"a", "digits", "spaces", "emoji U+1F600", "newlines", "ab", "CJK U+4E2D"};
+    /* NULL: random lowercase letters, one piece with many different merges */
+    const char *const units[] = {"a", "7", " ", "\xf0\x9f\x98\x80", "\n", "ab", "\xe4\xb8\xad", NULL};
+    const char *const names[] = {"a", "digits", "spaces", "emoji U+1F600", "newlines", "ab", "CJK U+4E2D", "random a-z"};
     char *text = malloc(size);
     for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
-        size_t n = strlen(units[u]);
-        for (size_t i = 0; i < size; i++) text[i] = units[u][i % n];
+        size_t n = units[u] ? strlen(units[u]) : 1;
+        for (size_t i = 0; i < size; i++) text[i] = units[u] ? units[u][i % n] : (char)('a' + rng() % 26);
         size_t len = size - size % n, n_ids;
         double t0 = now_ms();
         int *ids = gpt2_tokenize(m, text, len, 0, &n_ids);
