@@ -66,7 +66,8 @@ typedef struct Tokenizer {
  * sequence and the range of its second byte; later bytes are 80..BF. Returns the length
  * (2..4), or 0 for a byte that cannot lead a multi-byte sequence. */
 static size_t utf8_lead(uint8_t b, uint8_t *lo, uint8_t *hi) {
-    *lo = 0x80, *hi = 0xBF;
+    *lo = 0x80;
+    *hi = 0xBF;
     if (b >= 0xC2 && b <= 0xDF) return 2;
     if (b == 0xE0) { *lo = 0xA0; return 3; }           /* no overlong forms */
     if (b == 0xED) { *hi = 0x9F; return 3; }           /* no surrogates D800..DFFF */
@@ -149,7 +150,10 @@ static size_t next_piece(const uint8_t *s, size_t i, size_t end) {
      * numbers or other characters belongs to that run */
     if (s[i] == ' ' && j < end) {
         int next = char_class(s + j, end - j, &len);
-        if (next != UNICODE_SPACE) cls = next, j += len;
+        if (next != UNICODE_SPACE) {
+            cls = next;
+            j += len;
+        }
     }
     if (cls != UNICODE_SPACE) {
         while (j < end && char_class(s + j, end - j, &len) == cls) j += len;
@@ -159,7 +163,10 @@ static size_t next_piece(const uint8_t *s, size_t i, size_t end) {
      * else the run gives back its last character (a space there then starts the next word,
      * ` ?\p{L}+` etc.). `\s+`: a run of one character, before anything else. */
     size_t last = i;  /* start of the run's last character */
-    while (j < end && char_class(s + j, end - j, &len) == UNICODE_SPACE) last = j, j += len;
+    while (j < end && char_class(s + j, end - j, &len) == UNICODE_SPACE) {
+        last = j;
+        j += len;
+    }
     return j == end || last == i ? j : last;
 }
 
@@ -256,7 +263,7 @@ static int tokenizer_init(Tokenizer *t, int vocab_size, const uint32_t *offsets,
         if (n == 0 || is_special[id]) continue;
         const uint8_t *s = bytes + offsets[id];
         TokenizerSlot *slot = tokenizer_slot(t, s, n);
-        if (slot->id == TOKENIZER_NONE) slot->head = bytes_head(s, n), slot->id = id, slot->len = n;
+        if (slot->id == TOKENIZER_NONE) *slot = (TokenizerSlot){bytes_head(s, n), id, n};
         if (n > t->max_token_len) t->max_token_len = n;
     }
     for (int b = 0; b < 256; b++) {
