@@ -40,6 +40,11 @@
 #define PATH_SIZE 4096
 #define TEXT_FILE_MAX ((uint64_t)1 << 30)             /* config.json, vocab.json, merges.txt */
 #define SAFETENSORS_HEADER_MAX ((uint64_t)100 << 20)  /* the safetensors library's own limit */
+/* JSON values a file may hold (json.h: ~128 bytes of memory each). A GPT-2 header has
+ * about 14 per tensor, 4 + 14 * 1024 tensors at most; config.json has a few dozen;
+ * vocab.json one per token plus the object. */
+#define HEADER_VALUES_MAX ((size_t)1 << 20)
+#define CONFIG_VALUES_MAX ((size_t)1 << 16)
 #define SAFETENSORS_MAX_DIMS 8                        /* GPT-2 needs 4 (the mask buffers) */
 #define SNIPPET_SIZE 64                               /* quoted input in error messages */
 
@@ -145,7 +150,7 @@ typedef struct {
     const json_value *root;
 } json_file;
 
-static int json_file_read(json_file *f, const char *path, char *err) {
+static int json_file_read(json_file *f, const char *path, size_t max_values, char *err) {
     char *text;
     size_t size;
     f->path = path;
@@ -156,7 +161,7 @@ static int json_file_read(json_file *f, const char *path, char *err) {
     if (read_text_file(path, &text, &size, err) < 0) return -1;
     f->text = text;
     char msg[ERR_SIZE];
-    f->root = json_parse(text, size, &f->doc, msg, sizeof msg);
+    f->root = json_parse_limited(text, size, max_values, &f->doc, msg, sizeof msg);
     if (!f->root) return fail(err, "%s: %s", path, msg);
     if (f->root->type != JSON_OBJECT)
         return fail(err, "%s: expected a JSON object, got %s", path, json_type_name(f->root->type));
@@ -295,7 +300,7 @@ static int read_config(const char *dir, hf_config *config, char *err) {
     char path[PATH_SIZE];
     if (join_path(path, dir, "config.json", err) < 0) return -1;
     json_file f;
-    int status = json_file_read(&f, path, err);
+    int status = json_file_read(&f, path, CONFIG_VALUES_MAX, err);
     if (status == 0) status = parse_config(&f, config, err);
     json_file_free(&f);
     return status;
@@ -527,7 +532,8 @@ static int safetensors_open(safetensors *st, const char *path, char *err) {
 
     /* The JSON may be padded with spaces after it; json_parse allows trailing whitespace. */
     char msg[ERR_SIZE];
-    const json_value *root = json_parse((const char *)st->map + 8, (size_t)header_size, &st->header, msg, sizeof msg);
+    const json_value *root =
+        json_parse_limited((const char *)st->map + 8, (size_t)header_size, HEADER_VALUES_MAX, &st->header, msg, sizeof msg);
     if (!root) return fail(err, "%s: header: %s", path, msg);
     if (root->type != JSON_OBJECT) return fail(err, "%s: header: expected a JSON object", path);
     st->tensors = calloc(root->count ? root->count : 1, sizeof *st->tensors);
@@ -705,7 +711,9 @@ static int read_vocab(const char *dir, int vocab_size, tokenizer *tok, char *err
     json_file f;
     const json_value **by_id = NULL;
     int byte_of[UNICODE_TO_BYTE_SIZE];
-    int status = json_file_read(&f, path, err);
+    /* Room for twice the tokens vocab_size allows, so that a vocabulary too large for the
+     * config fails below with its ids named, while memory stays in proportion. */
+    int status = json_file_read(&f, path, 2 * (size_t)vocab_size + 16, err);
     if (status < 0) goto done;
 
     /* Every id once, below vocab_size; ids without a token keep zero bytes. */

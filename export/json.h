@@ -67,6 +67,7 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    size_t n_values, max_values;
 } json_parser;
 
 /* ---- arena ------------------------------------------------------------------------------ */
@@ -479,6 +480,12 @@ static inline int json_parse_container(json_parser *p, json_value *v, int depth)
 }
 
 static inline json_value *json_parse_value(json_parser *p, int depth) {
+    if (++p->n_values > p->max_values) {
+        char what[64];
+        snprintf(what, sizeof what, "more than %zu values", p->max_values);
+        json_fail(p, what);
+        return NULL;
+    }
     json_value *v = json_alloc(p->doc, sizeof *v);
     if (!v) {
         json_fail(p, "out of memory");
@@ -514,10 +521,12 @@ static inline json_value *json_parse_value(json_parser *p, int depth) {
 /* ---- public ----------------------------------------------------------------------------- */
 
 /* Parses text[0, len), which must hold exactly one JSON value, with optional whitespace
- * around it. Returns the root (also in doc->root), or NULL with a message in err. Either
- * way call json_free(doc) when done. */
-static inline json_value *json_parse(const char *text, size_t len, json_doc *doc, char *err, size_t errlen) {
-    json_parser p = {(const unsigned char *)text, len, 0, doc, err, errlen, 0};
+ * around it, and at most max_values values in all (each costs about 128 bytes: the limit
+ * bounds the memory a hostile file can claim). Returns the root (also in doc->root), or
+ * NULL with a message in err. Either way call json_free(doc) when done. */
+static inline json_value *json_parse_limited(const char *text, size_t len, size_t max_values, json_doc *doc,
+                                             char *err, size_t errlen) {
+    json_parser p = {(const unsigned char *)text, len, 0, doc, err, errlen, 0, 0, max_values};
     doc->root = NULL;
     doc->blocks = NULL;
     json_skip_space(&p);
@@ -530,6 +539,10 @@ static inline json_value *json_parse(const char *text, size_t len, json_doc *doc
     }
     doc->root = root;
     return root;
+}
+
+static inline json_value *json_parse(const char *text, size_t len, json_doc *doc, char *err, size_t errlen) {
+    return json_parse_limited(text, len, SIZE_MAX, doc, err, errlen);
 }
 
 /* Whether member m of an object is named key (names may hold "\u0000": compare lengths). */

@@ -693,6 +693,15 @@ static void model_variants(generator *g) {
     model_case(g, "fail", "st-json-not-object", &c, &o);
     o = (write_options){.header_override = "{\"wte.weight\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4],}}"};
     model_case(g, "fail", "st-json-trailing-comma", &c, &o);
+    /* A header of 2^21 values (the converter allows 2^20, bounding its memory). */
+    size_t n_values = (size_t)1 << 21;
+    char *many = xmalloc(2 * n_values + 64);
+    size_t k = (size_t)sprintf(many, "{\"__metadata__\": {\"a\": [0");
+    for (size_t i = 1; i < n_values; i++) many[k++] = ',', many[k++] = '0';
+    strcpy(many + k, "]}}");
+    o = (write_options){.header_override = many};
+    model_case(g, "fail", "st-json-too-many-values", &c, &o);
+    free(many);
     o = (write_options){.overlap = 1};
     model_case(g, "fail", "st-overlap", &c, &o);
     o = (write_options){.past_end = 1};
@@ -888,6 +897,16 @@ static void vocab_variants(generator *g) {
     write_text(dir, "config.json", t);
     free(t.data);
     add_case(g, "fail", "vocab-no-eot-no-eos", NULL);
+
+    /* vocab.json may hold about twice vocab_size values: the converter bounds its memory. */
+    make_dir(g, "vocab-too-many-values", 1u << CONFIG, 0, dir);
+    t = text_copy(g->config);
+    json_edit(&t, "vocab_size", "100");
+    json_edit(&t, "eos_token_id", NULL);
+    json_edit(&t, "bos_token_id", NULL);
+    write_text(dir, "config.json", t);
+    free(t.data);
+    add_case(g, "fail", "vocab-too-many-values", NULL);
 }
 
 static void merges_variants(generator *g) {
