@@ -20,7 +20,7 @@
 //   pattern's \s and \S spelled \p{White_Space} and \P{White_Space}: that is, tiktoken's rule.
 // - Node's regex knows a newer Unicode (node 20 with ICU: 17.0) than our tables (15.0, see
 //   tokenizer_unicode.h). Letters and numbers added after 15.0 are "other" for us, as for
-//   tiktoken built on a 15.0 regex; random texts avoid them (NEWER_THAN_15_0 below).
+//   tiktoken built on a 15.0 regex; random texts avoid them (newerThanOurTable below).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,22 +95,38 @@ function random() {  // mulberry32
 const randint = (n) => Math.floor(random() * n);
 const pick = (a) => a[randint(a.length)];
 
-// Code points that became letters or numbers after Unicode 15.0 (found by comparing node's
-// \p{L} and \p{N} with tokenizer_unicode.h over all of Unicode; nothing else differs).
-const NEWER_THAN_15_0 = [
-  [0x088f, 0x088f], [0x0c5c, 0x0c5c], [0x0cdc, 0x0cdc], [0x1c89, 0x1c8a], [0xa7cb, 0xa7dc],
-  [0xa7f1, 0xa7f1], [0x105c0, 0x105f3], [0x10940, 0x10959], [0x10d40, 0x10d85],
-  [0x10ec2, 0x10ec7], [0x11380, 0x113d3], [0x116d0, 0x116e3], [0x11bc0, 0x11bf9],
-  [0x11db0, 0x11de9], [0x13460, 0x143fa], [0x16100, 0x16139], [0x16d40, 0x16d79],
-  [0x16ea0, 0x16ed3], [0x16ff2, 0x16ff6], [0x187f8, 0x187ff], [0x18cff, 0x18cff],
-  [0x18d09, 0x18d1e], [0x18d80, 0x18df2], [0x1ccf0, 0x1ccf9], [0x1e5d0, 0x1e5fa],
-  [0x1e6c0, 0x1e6ff], [0x2b73a, 0x2b73f], [0x2cea2, 0x2cead], [0x2ebf0, 0x2ee5d],
-  [0x323b0, 0x33479],
-];
+// Our classes (tokenizer_unicode.h) against node's regex, for every code point. They may
+// differ only where node knows a newer Unicode, in which an unassigned code point ("other"
+// for us) has become a letter or number; random texts avoid those. Any other difference
+// would be a wrong table: the script stops.
+function newerThanOurTable() {
+  const header = fs.readFileSync(path.resolve(repo, 'tokenizer_unicode.h'), 'utf8');
+  const number = (name) => Number(header.match(new RegExp(`#define ${name} (\\w+)`))[1]);
+  const shift = number('UNICODE_BLOCK_SHIFT'), limit = number('UNICODE_CLASS_LIMIT');
+  const table = (name) => header.match(new RegExp(`${name}\\[[^=]*= \\{([^;]*)\\};`))[1].match(/0x[0-9a-f]+|\d+/g).map(Number);
+  const blockOf = table('unicode_class_block'), blocks = table('unicode_class_blocks'), blockBytes = (1 << shift) / 4;
+  const ours = (cp) => {
+    if (cp >= limit) return 0;
+    const i = cp & ((1 << shift) - 1);
+    return (blocks[blockOf[cp >> shift] * blockBytes + (i >> 2)] >> (2 * (i & 3))) & 3;
+  };
+  const [L, N, S] = [/^\p{L}$/u, /^\p{N}$/u, /^\p{White_Space}$/u];
+  const node = (c) => L.test(c) ? 1 : N.test(c) ? 2 : S.test(c) ? 3 : 0;
+  const newer = new Set();
+  for (let cp = 0; cp < 0x110000; cp++) {
+    if (cp >= 0xd800 && cp <= 0xdfff) continue;
+    const a = ours(cp), b = node(String.fromCodePoint(cp));
+    if (a === b) continue;
+    if (a !== 0) throw new Error(`U+${cp.toString(16)}: class ${a} in tokenizer_unicode.h, ${b} in node's regex`);
+    newer.add(cp);
+  }
+  return newer;
+}
+const NEWER_THAN_TABLE = newerThanOurTable();  // node 20 (Unicode 17): 9661 code points
 function usable(cp) {
   if (cp >= 0xd800 && cp <= 0xdfff) return false;          // surrogates: not UTF-8
   if (cp === 0x85 || cp === 0xfeff) return false;            // where JavaScript's \s differs
-  return !NEWER_THAN_15_0.some(([lo, hi]) => cp >= lo && cp <= hi);
+  return !NEWER_THAN_TABLE.has(cp);
 }
 function randomCodePoint(ranges) {
   for (;;) {
