@@ -147,6 +147,7 @@ TOKENIZER_CASES = tests/tokenizer/cases.txt
 FUZZ_SECONDS ?= 25
 UNICODE_DATA ?= /usr/share/unicode
 
+build/test_tokenizer build/test_tokenizer-san build/test_tokenizer-valgrind: tests/tokenizer/valid_utf8.h
 build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -o $@ tests/test_tokenizer.c $(LDLIBS)
 # valgrind does not decode AVX-512: AVX2 at most

@@ -10,6 +10,7 @@
  * itself valid UTF-8. Any violation aborts, which libFuzzer reports as a crash. */
 #define GPT2_NO_MAIN
 #include "../gpt2.c"
+#include "tokenizer/valid_utf8.h"
 
 static gpt2_model *model;
 
@@ -34,21 +35,11 @@ typedef struct {
     int valid_text, broken;
 } Expect;
 
-static int utf8_is_valid(const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
-        if (len == 0) return 0;
-        i += len;
-    }
-    return 1;
-}
-
 static int check_chunk(void *user, const char *text, size_t len) {
     Expect *e = user;
     if (len > e->left || memcmp(text, e->text, len) != 0) e->broken = 1;
     else e->text += len, e->left -= len;
-    if (e->valid_text && !utf8_is_valid((const uint8_t *)text, len)) e->broken = 1;
+    if (e->valid_text && !valid_utf8(text, len)) e->broken = 1;
     return 0;
 }
 
@@ -59,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t len = size - 1, n;
     int *ids = gpt2_tokenize(model, text, len, flags, &n);
     if (!ids) abort();
-    Expect expect = {(const uint8_t *)text, len, utf8_is_valid((const uint8_t *)text, len), 0};
+    Expect expect = {(const uint8_t *)text, len, valid_utf8(text, len), 0};
     TextStream stream = {.fn = check_chunk, .user = &expect};
     const int vocab_size = gpt2_model_config(model)->vocab_size;
     for (size_t i = 0; i < n; i++) {

@@ -18,6 +18,7 @@
  *   - two threads sharing one tokenizer get the same ids. */
 #define GPT2_NO_MAIN
 #include "../gpt2.c"
+#include "tokenizer/valid_utf8.h"
 
 static int failures;
 #define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); \
@@ -61,24 +62,6 @@ static const char *show(const char *s, size_t n) {
     if (n > 0 && o >= 480) o += (size_t)snprintf(out + o, sizeof out - o, "...(%zu bytes)", n);
     out[o] = 0;
     return out;
-}
-
-/* An independent UTF-8 validator: decode, then reject overlongs, surrogates and > U+10FFFF. */
-static int valid_utf8(const char *buf, size_t n) {
-    const unsigned char *s = (const unsigned char *)buf;
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i], len = c < 0x80 ? 1 : c >> 5 == 6 ? 2 : c >> 4 == 14 ? 3 : c >> 3 == 30 ? 4 : 0;
-        if (len == 0 || i + len > n) return 0;
-        uint32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
-        for (unsigned k = 1; k < len; k++) {
-            if (s[i + k] >> 6 != 2) return 0;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        i += len;
-    }
-    return 1;
 }
 
 /* ---- decoding through the engine's streaming printer ------------------------------------- */
@@ -577,10 +560,11 @@ int main(int argc, char **argv) {
     if (!m) { fprintf(stderr, "%s\n", err); return 1; }
     printf("tokenizer: Unicode %s tables\n", UNICODE_VERSION);
 
-    /* tokenizer_init runs at every load: time it on this vocabulary */
+    /* tokenizer_init runs at every load: time it on this vocabulary. The arrays are where
+     * docs/FORMAT.md puts them: the section's 16-byte head (n_tokens, n_merges, ...) before
+     * the offsets, the merges right after them. */
     const Tokenizer *t = &m->tokenizer;
-    const uint8_t *section = (const uint8_t *)t->offsets - 16;
-    uint32_t n_merges = read_u32(section + 4);
+    uint32_t n_merges = read_u32((const uint8_t *)t->offsets - 16 + 4);
     const uint32_t *merges = t->offsets + t->vocab_size + 1;
     double best = 1e30;
     for (int i = 0; i < 5; i++) {
