@@ -665,14 +665,18 @@ static long token_to_bytes(const int byte_of[UNICODE_TO_BYTE_SIZE], const unsign
 /* The tokenizer as gpt2_vocab wants it, and an index from bytes to ids. */
 typedef struct {
     int n_tokens;
-    uint32_t *offsets;        /* [n_tokens + 1] */
-    unsigned char *bytes;     /* [offsets[n_tokens]] */
-    unsigned char *is_added;  /* [n_tokens]: a token outside the byte map, so special */
-    int32_t *index;           /* open addressing hash of the tokens with text: id or -1 */
+    uint32_t *offsets;          /* [n_tokens + 1] */
+    unsigned char *bytes;       /* [offsets[n_tokens]] */
+    unsigned char *is_added;    /* [n_tokens]: a token outside the byte map, so special */
+    unsigned char *is_special;  /* [n_tokens] */
+    /* Open addressing hash of the ordinary (not added) tokens: id or -1. No two of them have
+     * the same bytes, as the byte map is one-to-one; an added token may repeat one's bytes
+     * (" " and "Ġ"), which is no ambiguity, as special tokens never come out of BPE. */
+    int32_t *index;
     size_t index_mask;
-    uint32_t *merges;         /* [n_merges][2] */
+    uint32_t *merges;           /* [n_merges][2] */
     int n_merges;
-    uint32_t *special;        /* [n_special] */
+    uint32_t *special;          /* [n_special] */
     int n_special;
 } tokenizer;
 
@@ -680,6 +684,7 @@ static void tokenizer_free(tokenizer *tok) {
     free(tok->offsets);
     free(tok->bytes);
     free(tok->is_added);
+    free(tok->is_special);
     free(tok->index);
     free(tok->merges);
     free(tok->special);
@@ -777,14 +782,7 @@ static int read_vocab(const char *dir, int vocab_size, tokenizer *tok, char *err
         /* (json_parse checked the UTF-8, so n >= 0) */
         tok->is_added[id] = (unsigned char)added;
         tok->offsets[id + 1] = used + (uint32_t)n;
-        /* Two ids with the same bytes would make encoding ambiguous. */
-        int32_t existing = token_lookup(tok, tok->bytes + used, (size_t)n, id);
-        if (existing >= 0) {
-            status = fail(err, "%s: tokens %s (id %lld) and %s (id %d) are the same bytes", path,
-                          snippet(by_id[existing]->key, by_id[existing]->key_len, other), (long long)existing,
-                          snippet(m->key, m->key_len, quoted), id);
-            goto done;
-        }
+        if (!added) token_lookup(tok, tok->bytes + used, (size_t)n, id);
         used += (uint32_t)n;
     }
     tok->offsets[vocab_size] = used;
@@ -792,6 +790,53 @@ done:
     free(by_id);
     json_file_free(&f);
     return status;
+}
+
+/* Adds id to the special tokens once; the array has room for every token. */
+static void add_special(tokenizer *tok, int id) {
+    for (int i = 0; i < tok->n_special; i++)
+        if (tok->special[i] == (uint32_t)id) return;
+    tok->special[tok->n_special++] = (uint32_t)id;
+}
+
+static int has_text(const tokenizer *tok, int id) { return tok->offsets[id + 1] > tok->offsets[id]; }
+
+/* <|endoftext|> is the id vocab.json gives it, else config.json's eos_token_id. Special
+ * tokens: it, eos and bos, and the added tokens; ids without text cannot occur in text and
+ * are left out. Then checks what gpt2.c's tokenizer needs of them. */
+static int choose_special_tokens(const hf_config *config, tokenizer *tok, int *eot, const char *dir, char *err) {
+    static const char endoftext[] = "<|endoftext|>";
+    *eot = token_lookup(tok, (const unsigned char *)endoftext, sizeof endoftext - 1, -1);
+    if (*eot < 0) *eot = config->eos_token_id;
+    if (*eot < 0)
+        return fail(err, "%s: no \"<|endoftext|>\" in vocab.json and no eos_token_id in config.json", dir);
+    tok->special = malloc((size_t)tok->n_tokens * sizeof *tok->special);
+    tok->is_special = calloc((size_t)tok->n_tokens, 1);
+    if (!tok->special || !tok->is_special) return fail(err, "out of memory");
+    int candidates[3] = {*eot, config->eos_token_id, config->bos_token_id};
+    for (int i = 0; i < 3; i++)
+        if (candidates[i] >= 0 && has_text(tok, candidates[i])) add_special(tok, candidates[i]);
+    for (int id = 0; id < tok->n_tokens; id++)
+        if (tok->is_added[id] && id != candidates[0] && id != candidates[1] && id != candidates[2])
+            tok->special[tok->n_special++] = (uint32_t)id;
+    for (int i = 0; i < tok->n_special; i++) tok->is_special[tok->special[i]] = 1;
+
+    /* Byte-level BPE starts from single bytes: each of the 256 must be an ordinary token. */
+    char path[PATH_SIZE];
+    for (int b = 0; b < 256; b++) {
+        unsigned char byte = (unsigned char)b;
+        int32_t id = token_lookup(tok, &byte, 1, -1);
+        if (id < 0) {
+            if (join_path(path, dir, "vocab.json", err) < 0) return -1;
+            return fail(err, "%s: no token for the byte 0x%02X (a byte-level BPE needs all 256)", path, b);
+        }
+        if (tok->is_special[id]) {
+            if (join_path(path, dir, "config.json", err) < 0) return -1;
+            return fail(err, "%s: eos_token_id or bos_token_id %d is the byte 0x%02X, which byte-level BPE needs "
+                        "as an ordinary token", path, id, b);
+        }
+    }
+    return 0;
 }
 
 static int read_merges(const char *dir, tokenizer *tok, char *err) {
@@ -850,11 +895,14 @@ static int read_merges(const char *dir, tokenizer *tok, char *err) {
             pair_len += n > 0 ? (size_t)n : 0;
         }
         if (status) break;
-        /* docs/FORMAT.md: the concatenation of a merge must itself be a token. */
-        if (token_lookup(tok, pair, pair_len, -1) < 0) {
+        /* docs/FORMAT.md: the concatenation of a merge must itself be a token, and an
+         * ordinary one: special tokens never come out of BPE. */
+        int32_t merged = token_lookup(tok, pair, pair_len, -1);
+        if (merged < 0 || tok->is_special[merged]) {
             char left[SNIPPET_SIZE], right[SNIPPET_SIZE];
-            status = fail(err, "%s: line %zu: %s + %s is not a token of vocab.json", path, line_no,
-                          snippet(side[0], side_len[0], left), snippet(side[1], side_len[1], right));
+            status = fail(err, "%s: line %zu: %s + %s is %s", path, line_no, snippet(side[0], side_len[0], left),
+                          snippet(side[1], side_len[1], right),
+                          merged < 0 ? "not a token of vocab.json" : "a special token (config.json's eos or bos)");
             break;
         }
         if (tok->n_merges == INT32_MAX) {
@@ -869,35 +917,6 @@ static int read_merges(const char *dir, tokenizer *tok, char *err) {
     free(pair);
     free(text);
     return status;
-}
-
-/* Adds id to the special tokens once; the array has room for every token. */
-static void add_special(tokenizer *tok, int id) {
-    for (int i = 0; i < tok->n_special; i++)
-        if (tok->special[i] == (uint32_t)id) return;
-    tok->special[tok->n_special++] = (uint32_t)id;
-}
-
-static int has_text(const tokenizer *tok, int id) { return tok->offsets[id + 1] > tok->offsets[id]; }
-
-/* <|endoftext|> is the id vocab.json gives it, else config.json's eos_token_id. Special
- * tokens: it, eos and bos, and the added tokens; ids without text cannot occur in text and
- * are left out. */
-static int choose_special_tokens(const hf_config *config, tokenizer *tok, int *eot, const char *dir, char *err) {
-    static const char endoftext[] = "<|endoftext|>";
-    *eot = token_lookup(tok, (const unsigned char *)endoftext, sizeof endoftext - 1, -1);
-    if (*eot < 0) *eot = config->eos_token_id;
-    if (*eot < 0)
-        return fail(err, "%s: no \"<|endoftext|>\" in vocab.json and no eos_token_id in config.json", dir);
-    tok->special = malloc((size_t)tok->n_tokens * sizeof *tok->special);
-    if (!tok->special) return fail(err, "out of memory");
-    int candidates[3] = {*eot, config->eos_token_id, config->bos_token_id};
-    for (int i = 0; i < 3; i++)
-        if (candidates[i] >= 0 && has_text(tok, candidates[i])) add_special(tok, candidates[i]);
-    for (int id = 0; id < tok->n_tokens; id++)
-        if (tok->is_added[id] && id != candidates[0] && id != candidates[1] && id != candidates[2])
-            tok->special[tok->n_special++] = (uint32_t)id;
-    return 0;
 }
 
 /* ---- conversion ------------------------------------------------------------------------ */
@@ -1042,7 +1061,8 @@ static int convert(const char *hf_dir, const char *out_path, char *err) {
     st.fd = -1;
 
     if (read_config(hf_dir, &config, err) < 0 || read_vocab(hf_dir, config.model.vocab_size, &tok, err) < 0 ||
-        read_merges(hf_dir, &tok, err) < 0 || choose_special_tokens(&config, &tok, &config.model.eot_token, hf_dir, err) < 0)
+        choose_special_tokens(&config, &tok, &config.model.eot_token, hf_dir, err) < 0 ||
+        read_merges(hf_dir, &tok, err) < 0)
         goto done;
     if (join_path(path, hf_dir, "model.safetensors", err) < 0 || safetensors_open(&st, path, err) < 0) goto done;
     int n = gpt2_tensor_count(&config.model);
@@ -1068,11 +1088,21 @@ static int convert(const char *hf_dir, const char *out_path, char *err) {
     };
     if (write_model(out_path, &config.model, &vocab, &st, plan, n, err) < 0) goto done;
 
+    /* The engine's loader has the last word: should it refuse the file for a rule this
+     * converter does not check, remove the file rather than leave a model that cannot load. */
+    char msg[GPT2_ERR_MAX];
+    gpt2_model *model = gpt2_load(out_path, msg, sizeof msg);
+    if (!model) {
+        unlink(out_path);
+        fail(err, "the written file does not load, so it was removed: %s", msg);
+        goto done;
+    }
+    double megabytes = (double)gpt2_model_file_size(model) / 1e6;
+    gpt2_free(model);
+
     const gpt2_config *c = &config.model;
     double n_params = 0;
     for (int i = 0; i < n; i++) n_params += (double)plan[i].rows * plan[i].cols;
-    struct stat sb;
-    double megabytes = stat(out_path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
     fprintf(stderr, "wrote %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM params, %.*f MB\n",
             out_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, n_params / 1e6,
             megabytes < 100 ? 1 : 0, megabytes);

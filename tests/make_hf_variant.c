@@ -645,15 +645,15 @@ static void padded_vocab_variants(generator *g) {
     write_text(dir, "vocab.json", vocab);
     add_case(g, "valid", "added-tokens", NULL);
 
-    /* An added token that is the same bytes as "Ġ" (a space): ambiguous. */
+    /* An added token with the same bytes as "Ġ" (a space): fine, as it is special. */
     text clash = text_copy(g->vocab);
     json_edit(&clash, " ", "50257");
-    make_dir(g, "vocab-same-bytes", 1u << MODEL | 1u << CONFIG | 1u << VOCAB, 0, dir);
+    make_dir(g, "vocab-added-same-bytes", 1u << MODEL | 1u << CONFIG | 1u << VOCAB, 0, dir);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     write_safetensors(path, &c, &o);
     write_text(dir, "config.json", config);
     write_text(dir, "vocab.json", clash);
-    add_case(g, "fail", "vocab-same-bytes", NULL);
+    add_case(g, "valid", "vocab-added-same-bytes", NULL);
 
     free(config.data);
     free(vocab.data);
@@ -881,6 +881,11 @@ static void vocab_variants(generator *g) {
     t = (text){xstrdup("[]"), 2};
     text_case(g, "fail", "vocab-not-object", VOCAB, t);
     vocab_case(g, "fail", "vocab-empty-token", "", "50256");
+    vocab_case(g, "fail", "vocab-no-byte-token", "!", NULL);  /* byte-level BPE needs all 256 */
+    /* Special tokens must not be what BPE builds on or produces: eos = "!" (a byte), or
+     * eos = "Ġt" (id 256, the result of the first merge). */
+    config_case(g, "fail", "cfg-eos-is-a-byte", "eos_token_id", "0");
+    config_case(g, "fail", "cfg-eos-is-a-merge", "eos_token_id", "256");
 
     /* Without "<|endoftext|>" the eot token is config's eos_token_id (an id without text);
      * with neither, there is no eot token. */
