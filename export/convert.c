@@ -13,9 +13,11 @@
  *
  * Everything read is untrusted: every size and offset is checked in 64 bits before it is
  * used, and any problem ends the conversion with one line on stderr, exit status 1 and no
- * output file. All checks run before the output is opened. The safetensors file is mapped
- * and converted one tensor at a time, so memory holds one tensor (two for a transposed
- * one), never a second copy of the model: gpt2-xl is 6 GB as f32.
+ * output file (an existing OUT.bin stays as it was). All checks run before the output is
+ * opened; the writer fills OUT.bin.tmp and renames it, and the result must then load with
+ * gpt2_load. The safetensors file is mapped and converted one tensor at a time, so memory
+ * holds one tensor (two for a transposed one), never a second copy of the model: gpt2-xl
+ * is 6 GB as f32, and converts in about 370 MB.
  *
  * Dimensions: L = n_layer, C = n_embd, V = vocab_size, P = n_ctx (learned positions).
  */
@@ -23,7 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
