@@ -12,6 +12,10 @@ if ! command -v curl >/dev/null 2>&1; then
     exit 0
 fi
 
+# The test server is local: no proxy from the environment may stand in between.
+NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+export NO_PROXY no_proxy
+
 out=build/dl
 rm -rf "$out"
 mkdir -p "$out"
