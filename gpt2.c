@@ -1301,20 +1301,13 @@ static char *read_all(const char *path, size_t *len) {
     return buf;
 }
 
-/* Offset of the first byte that is not part of well-formed UTF-8 (no overlongs, no
- * surrogates, nothing past U+10FFFF), or -1 if it is all well-formed. */
+/* Offset of the first byte that is not part of well-formed UTF-8, or -1 if there is none
+ * (the tokenizer's decoder knows the rules: no overlongs, surrogates or code points past U+10FFFF). */
 static long utf8_invalid_at(const unsigned char *s, size_t n) {
     for (size_t i = 0; i < n;) {
-        unsigned char b = s[i];
-        size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
-        if (!len || i + len > n) return (long)i;
-        uint32_t cp = len == 1 ? b : b & (0x7F >> len);
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) return (long)i;
-            cp = cp << 6 | (s[i + k] & 0x3F);
-        }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return (long)i;
+        uint32_t cp;
+        size_t len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
+        if (!len) return (long)i;
         i += len;
     }
     return -1;
