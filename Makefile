@@ -102,7 +102,8 @@ FIXTURE_FILES = config.json model.safetensors vocab.json merges.txt
 build/tiny.bin build/odd.bin: build/%.bin: export/convert $(addprefix tests/fixtures/%/model/,$(FIXTURE_FILES)) | build
 	export/convert tests/fixtures/$*/model $@
 
-# test-convert: tests/make_hf_variant.c writes ~100 variants of the fixtures (prefixed names,
+# test-convert: tests/test_json.c pins down the JSON parser byte by byte; then
+# tests/make_hf_variant.c writes ~100 variants of the fixtures (prefixed names,
 # shuffled and padded layouts, F16/BF16, a padded vocabulary, added tokens, and every kind of
 # malformed input); tests/test_convert.sh runs each through export/convert and its ASan/UBSan
 # build, expecting byte-identical output, output that tests/check_convert.c finds equal to
@@ -123,11 +124,14 @@ build/make_hf_variant: tests/make_hf_variant.c export/json.h | build
 # valgrind does not decode AVX-512: no -march=native here
 build/convert-valgrind: export/convert.c export/json.h $(ENGINE) | build
 	$(CC) $(WARN) -O1 -g -pthread -DGPT2_NO_MAIN -o $@ export/convert.c gpt2.c $(LDLIBS)
+build/test_json: tests/test_json.c export/json.h | build
+	$(CC) $(WARN) $(SAN) -o $@ tests/test_json.c
 build/http_server: tests/http_server.c | build
 	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/http_server.c
 
 test-convert: export/convert build/convert-san build/convert-valgrind build/check_convert build/make_hf_variant \
-              build/tiny.bin build/odd.bin
+              build/test_json build/tiny.bin build/odd.bin
+	build/test_json
 	rm -rf build/hf build/hf-odd
 	build/make_hf_variant tests/fixtures/tiny/model build/hf
 	build/make_hf_variant tests/fixtures/odd/model build/hf-odd --basic

@@ -193,13 +193,12 @@ static inline size_t json_put_utf8(unsigned char *out, uint32_t cp) {
 
 /* Reads the four hex digits of a \u escape at p->pos. Returns 0xFFFFFFFF on error. */
 static inline uint32_t json_hex4(json_parser *p) {
-    if (p->len - p->pos < 4) {
-        p->pos = p->len;
-        json_fail(p, "");
-        return 0xFFFFFFFFu;
-    }
     uint32_t v = 0;
     for (int i = 0; i < 4; i++) {
+        if (p->pos >= p->len) {
+            json_fail(p, "");
+            return 0xFFFFFFFFu;
+        }
         unsigned char c = p->text[p->pos];
         uint32_t d;
         if (c >= '0' && c <= '9') d = c - '0';
