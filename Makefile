@@ -54,7 +54,7 @@ build/gpt2-san: $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ gpt2.c $(LDLIBS)
 # valgrind does not decode AVX-512: its builds use AVX2 at most
 build/gpt2-valgrind: $(ENGINE) | build
-	$(CC) $(WARN) -O2 -g -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ gpt2.c $(LDLIBS)
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ gpt2.c $(LDLIBS)
 build/embed: tests/embed.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/embed.c gpt2.c $(LDLIBS)
 
@@ -173,7 +173,7 @@ build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -o $@ tests/test_tokenizer.c $(LDLIBS)
 # valgrind does not decode AVX-512: AVX2 at most
 build/test_tokenizer-valgrind: tests/test_tokenizer.c $(ENGINE) | build
-	$(CC) $(WARN) -O2 -g -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ tests/test_tokenizer.c $(LDLIBS)
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ tests/test_tokenizer.c $(LDLIBS)
 build/gen_unicode: tools/gen_unicode.c | build
 	$(CC) $(WARN) -O2 -o $@ tools/gen_unicode.c
 

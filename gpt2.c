@@ -1249,7 +1249,7 @@ static void usage(FILE *out) {
         "\n"
         "Machine-readable modes:\n"
         "      --ids A,B,C      the prompt as token ids instead of text\n"
-        "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (stdout stays empty)\n"
+        "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (with -n 0, stdout stays empty)\n"
         "      --tokenize FILE  print the token ids of FILE's bytes (- = stdin) and exit\n"
         "      --bench          measure load time, prefill and decode speed, and memory\n",
         out);
