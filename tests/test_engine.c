@@ -9,8 +9,9 @@
  *     the last position and wherever logits_full has it) within 1e-4, and the argmax;
  *   - token by token through the KV cache: the same checks, plus the final layer norm's
  *     output against hidden.f32;
- *   - prefill and decode agree bit for bit, as do 1, 2, 3 and 4 threads and any split of the
- *     prompt into batches. */
+ *   - 1, 2, 3 and 4 threads agree bit for bit, and so does a prompt run in two batches with
+ *     a prompt run whole (batched kernels on both sides); prefill and decode use different
+ *     kernels and agree to rounding. */
 #define GPT2_NO_MAIN
 #include "../gpt2.c"
 
@@ -185,7 +186,7 @@ int main(int argc, char **argv) {
         Fixture *f = &fix[i];
         const gpt2_config *c = gpt2_model_config(f->model);
         const int V = c->vocab_size, C = c->n_embd;
-        float worst_batch = 0, worst_step = 0, worst_hidden = 0;
+        float worst_batch = 0, worst_step = 0, worst_hidden = 0, worst_between = 0;
         for (int s = 0; s < f->n_seq; s++) {
             const int T = f->seq_len[s];
             float *batch = malloc((size_t)T * V * sizeof(float)), *step = malloc((size_t)T * V * sizeof(float));
@@ -215,18 +216,24 @@ int main(int argc, char **argv) {
             }
             d = compare_logits(f, s, step, "token by token");
             if (d > worst_step) worst_step = d;
-            CHECK(!memcmp(batch, step, (size_t)T * V * sizeof(float)), "%s seq %d: batch and token-by-token logits differ (max %g)",
-                  f->dir, s, max_abs_diff(batch, step, (size_t)T * V));
+            float between = max_abs_diff(batch, step, (size_t)T * V);
+            if (between > worst_between) worst_between = between;
 
-            /* 3. thread counts and batch splits change nothing */
+            /* 3. thread counts change nothing, nor does cutting the prompt into batches that
+             *    all use the batched kernel */
             for (int threads = 1; threads <= 4; threads++) {
                 gpt2_context *other = gpt2_context_new(f->model, T, threads, err, sizeof err);
-                int split = T / 3 + 1;
                 float *out = malloc((size_t)T * V * sizeof(float));
-                gpt2_forward(other, f->seq[s], split, out);
-                if (split < T) gpt2_forward(other, f->seq[s] + split, T - split, out + (size_t)split * V);
-                CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads, split at %d: logits differ",
-                      f->dir, s, threads, split);
+                gpt2_forward(other, f->seq[s], T, out);
+                CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads: logits differ", f->dir, s, threads);
+                int split = T / 3 > BATCH_MIN ? T / 3 : BATCH_MIN;
+                if (T >= 2 * BATCH_MIN && T - split >= BATCH_MIN) {
+                    gpt2_rewind(other, 0);
+                    gpt2_forward(other, f->seq[s], split, out);
+                    gpt2_forward(other, f->seq[s] + split, T - split, out + (size_t)split * V);
+                    CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads, split at %d: logits differ",
+                          f->dir, s, threads, split);
+                }
                 free(out);
                 gpt2_context_free(other);
             }
@@ -234,8 +241,10 @@ int main(int argc, char **argv) {
             free(step);
         }
         CHECK(worst_hidden <= TOLERANCE, "%s: hidden max abs diff %g", f->dir, worst_hidden);
-        printf("%-24s %d sequences: max abs diff vs reference: batch %.2e, token by token %.2e, hidden %.2e (%s kernels)\n",
-               f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, SIMD_NAME);
+        CHECK(worst_between <= 5e-5f, "%s: batch and token-by-token logits differ by %g", f->dir, worst_between);
+        printf("%-24s %d sequences: max abs diff vs reference: batch %.2e, token by token %.2e, hidden %.2e; "
+               "batch vs token by token %.1e (%s kernels)\n",
+               f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, worst_between, SIMD_NAME);
     }
 
     /* 4. the context refuses what does not fit and changes nothing when it does */
