@@ -919,8 +919,9 @@ struct gpt2_context {
     const gpt2_model *model;
     int n_ctx;           /* positions the cache holds */
     int pos;             /* positions filled */
-    float *k_cache;      /* (L, NH, n_ctx, HS): keys, one contiguous run per head */
-    float *v_cache;      /* (L, NH, n_ctx, HS): values */
+    float *k_cache;      /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
+    int key_stride;      /* n_ctx rounded up and padded, so that rows are not a power of two apart (cache sets) */
+    float *v_cache;      /* (L, NH, n_ctx, HS): values, a row per position */
     /* activations of one batch of up to MAX_BATCH positions */
     float *x;            /* (MAX_BATCH, C) the residual stream */
     float *xn;           /* (MAX_BATCH, C) layer-norm output */
@@ -946,8 +947,9 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, int n_ctx, int n_threads, ch
     if (!ctx) { fail(err, errlen, "out of memory"); return NULL; }
     ctx->model = m;
     ctx->n_ctx = n_ctx;
+    ctx->key_stride = (n_ctx + 15) / 16 * 16 + 16;
     size_t C = (size_t)c->n_embd, cache = (size_t)c->n_layer * (size_t)n_ctx * C;  /* sizes capped at load */
-    ctx->k_cache = malloc(cache * sizeof(float));
+    ctx->k_cache = malloc((size_t)c->n_layer * C * (size_t)ctx->key_stride * sizeof(float));
     ctx->v_cache = malloc(cache * sizeof(float));
     ctx->x = malloc(MAX_BATCH * C * sizeof(float));
     ctx->xn = malloc(MAX_BATCH * C * sizeof(float));
@@ -988,38 +990,78 @@ void gpt2_rewind(gpt2_context *ctx, int position) {
 /* Causal self-attention for one layer: every (position, head) pair is one work item. */
 typedef struct {
     gpt2_context *ctx;
-    const float *k_cache, *v_cache;  /* this layer's (NH, n_ctx, HS) */
+    const float *k_cache, *v_cache;  /* this layer's (NH, HS, key_stride) and (NH, n_ctx, HS) */
     int pos0;                        /* absolute position of the batch's first row */
+    int T;                           /* rows in the batch */
 } Attention;
+
+/* scores[j] = q·k_j for `blocks` vectors of keys from j: keys are stored transposed, so each
+ * channel d of q is broadcast against VEC_WIDTH keys at once, and nothing needs reducing. */
+static ALWAYS_INLINE void attention_scores(float *scores, const float *q, const float *keys, int stride, int HS, int j,
+                                           const int blocks) {
+    vec acc[4];
+    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
+    for (int d = 0; d < HS; d++) {
+        vec qd = vec_set1(q[d]);
+        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(qd, vec_load(keys + (size_t)d * stride + j + b * VEC_WIDTH), acc[b]);
+    }
+    for (int b = 0; b < blocks; b++) vec_store(scores + j + b * VEC_WIDTH, acc[b]);
+}
+
+/* out[i] = Σ_j weights[j]·v_j[i] for `blocks` vectors of channels from i: the sums stay in
+ * registers across all the keys (summed through memory, each key would wait on the last). */
+static ALWAYS_INLINE void attention_values(float *out, const float *weights, const float *values, int n_keys, int HS, int i,
+                                           const int blocks) {
+    vec acc[4];
+    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
+    for (int j = 0; j < n_keys; j++) {
+        vec wj = vec_set1(weights[j]);
+        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(wj, vec_load(values + (size_t)j * HS + i + b * VEC_WIDTH), acc[b]);
+    }
+    for (int b = 0; b < blocks; b++) vec_store(out + i + b * VEC_WIDTH, acc[b]);
+}
 
 static void attention_task(void *arg, int begin, int end, int thread) {
     const Attention *a = arg;
     const gpt2_context *ctx = a->ctx;
     const gpt2_config *c = &ctx->model->config;
-    const int C = c->n_embd, NH = c->n_head, HS = C / NH;
+    const int C = c->n_embd, NH = c->n_head, HS = C / NH, n_ctx = ctx->n_ctx;
     const float scale = 1.0f / sqrtf((float)HS);
-    float *scores = ctx->scores + (size_t)thread * ctx->n_ctx;
+    float *scores = ctx->scores + (size_t)thread * n_ctx;
     for (int item = begin; item < end; item++) {
-        int t = item / NH, h = item % NH, p = a->pos0 + t;  /* position p attends to 0..p */
+        /* head-major: a thread takes consecutive positions of one head, whose keys and values
+         * then stay in cache from one query to the next */
+        int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;  /* position pos0 + t sees 0..itself */
         const float *q = ctx->qkv + (size_t)t * 3 * C + h * HS;
-        const float *keys = a->k_cache + (size_t)h * ctx->n_ctx * HS;
-        const float *values = a->v_cache + (size_t)h * ctx->n_ctx * HS;
+        const float *keys = a->k_cache + (size_t)h * HS * ctx->key_stride;
+        const float *values = a->v_cache + (size_t)h * n_ctx * HS;
         float *out = ctx->attn + (size_t)t * C + h * HS;
         /* scores = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
+        int j = 0;
+        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) attention_scores(scores, q, keys, ctx->key_stride, HS, j, 4);
+        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) attention_scores(scores, q, keys, ctx->key_stride, HS, j, 1);
+        for (; j < n_keys; j++) {
+            float s = 0.0f;
+            for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ctx->key_stride + j];
+            scores[j] = s;
+        }
         float max = -INFINITY, sum = 0.0f;
-        for (int j = 0; j <= p; j++) {
-            scores[j] = dot(q, keys + (size_t)j * HS, HS) * scale;
+        for (j = 0; j < n_keys; j++) {
+            scores[j] *= scale;
             if (scores[j] > max) max = scores[j];
         }
-        for (int j = 0; j <= p; j++) scores[j] = exp_approx(scores[j] - max);
-        for (int j = 0; j <= p; j++) sum += scores[j];
+        for (j = 0; j < n_keys; j++) scores[j] = exp_approx(scores[j] - max);
+        for (j = 0; j < n_keys; j++) sum += scores[j];
         /* out = Σ_j softmax_j · v_j */
         float inv_sum = 1.0f / sum;
-        for (int i = 0; i < HS; i++) out[i] = 0.0f;
-        for (int j = 0; j <= p; j++) {
-            const float *v = values + (size_t)j * HS;
-            float wj = scores[j] * inv_sum;
-            for (int i = 0; i < HS; i++) out[i] += wj * v[i];
+        for (j = 0; j < n_keys; j++) scores[j] *= inv_sum;
+        int i = 0;
+        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) attention_values(out, scores, values, n_keys, HS, i, 4);
+        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) attention_values(out, scores, values, n_keys, HS, i, 1);
+        for (; i < HS; i++) {
+            float s = 0.0f;
+            for (j = 0; j < n_keys; j++) s += scores[j] * values[(size_t)j * HS + i];
+            out[i] = s;
         }
     }
 }
@@ -1040,19 +1082,23 @@ static void forward_batch(gpt2_context *ctx, const int *tokens, int T, float *al
 
     for (int l = 0; l < c->n_layer; l++) {
         const float *const *w = m->blocks[l].w;
-        float *k_cache = ctx->k_cache + (size_t)l * ctx->n_ctx * C;  /* (NH, n_ctx, HS) */
+        float *k_cache = ctx->k_cache + (size_t)l * C * ctx->key_stride;  /* (NH, HS, key_stride) */
         float *v_cache = ctx->v_cache + (size_t)l * ctx->n_ctx * C;
 
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm(ctx->xn, ctx->x, w[LN1_W], w[LN1_B], T, C, c->ln_eps);
         matmul(pool, ctx->in_t, ctx->qkv, ctx->xn, w[QKV_W], w[QKV_B], T, C, 3 * C, STORE);
-        for (int t = 0; t < T; t++)  /* append this batch's keys and values to the cache */
-            for (int h = 0; h < NH; h++) {
-                size_t slot = ((size_t)h * ctx->n_ctx + pos + t) * HS;
-                memcpy(k_cache + slot, ctx->qkv + (size_t)t * 3 * C + C + h * HS, HS * sizeof(float));
-                memcpy(v_cache + slot, ctx->qkv + (size_t)t * 3 * C + 2 * C + h * HS, HS * sizeof(float));
+        /* append this batch's keys (transposed) and values to the cache */
+        for (int h = 0; h < NH; h++)
+            for (int d = 0; d < HS; d++) {
+                float *row = k_cache + ((size_t)h * HS + d) * ctx->key_stride + pos;
+                for (int t = 0; t < T; t++) row[t] = ctx->qkv[(size_t)t * 3 * C + C + h * HS + d];
             }
-        Attention att = {ctx, k_cache, v_cache, pos};
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < NH; h++)
+                memcpy(v_cache + ((size_t)h * ctx->n_ctx + pos + t) * HS, ctx->qkv + (size_t)t * 3 * C + 2 * C + h * HS,
+                       HS * sizeof(float));
+        Attention att = {ctx, k_cache, v_cache, pos, T};
         pool_run(pool, attention_task, &att, T * NH, pool_chunk(pool, T * NH, 1));
         matmul(pool, ctx->in_t, ctx->x, ctx->attn, w[ATTN_PROJ_W], w[ATTN_PROJ_B], T, C, C, ACCUMULATE);
 
