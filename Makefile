@@ -30,6 +30,9 @@ export/convert: export/convert.c $(ENGINE)
 build:
 	mkdir -p build
 
+# Seconds each libFuzzer target runs in `make test` (longer runs: make test FUZZ_SECONDS=600).
+FUZZ_SECONDS ?= 25
+
 # ---- engine tests ----------------------------------------------------------------------
 # The forward pass against the reference logits with every kernel this machine can run (the
 # native build, AVX2, the scalar path, NEON under qemu when the cross tools are installed);
@@ -37,7 +40,7 @@ build:
 # translation unit; and, when valgrind is installed, a leak check of the CLI and the example.
 REFERENCES = tests/fixtures/tiny build/tiny.bin tests/fixtures/odd build/odd.bin
 TEST_CFLAGS = $(WARN) -O2 -g -pthread
-ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-sampling test-cli test-embed test-valgrind
+ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-fuzz-loader test-sampling test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 
 build/test_engine: tests/test_engine.c $(ENGINE) | build
@@ -74,6 +77,10 @@ test-engine-kernels: build/test_engine-scalar build/tiny.bin build/odd.bin
 test-badfiles: build/test_badfiles-san build/tiny.bin
 	rm -rf build/bad && mkdir -p build/bad
 	build/test_badfiles-san build/tiny.bin build/bad
+
+# model files as libFuzzer makes them, from a valid micro model (skipped without clang's libFuzzer)
+test-fuzz-loader: | build
+	tests/fuzz.sh loader $(FUZZ_SECONDS)
 
 test-sampling: build/test_sampling-san build/tiny.bin
 	build/test_sampling-san build/tiny.bin
@@ -165,7 +172,7 @@ test-download: export/convert build/http_server build/tiny.bin
 TOKENIZER_TESTS = test-tokenizer test-tokenizer-cli test-tokenizer-fuzz test-tokenizer-unicode test-tokenizer-valgrind
 .PHONY: $(TOKENIZER_TESTS) bench-tokenizer tokenizer-unicode
 TOKENIZER_CASES = tests/tokenizer/cases.txt
-FUZZ_SECONDS ?= 25
+
 UNICODE_DATA ?= /usr/share/unicode
 
 build/test_tokenizer build/test_tokenizer-san build/test_tokenizer-valgrind: tests/tokenizer/valid_utf8.h
@@ -192,7 +199,7 @@ test-tokenizer-valgrind: build/test_tokenizer-valgrind build/tiny.bin
 	else echo "skipped: valgrind not installed"; fi
 
 test-tokenizer-fuzz: build/tiny.bin
-	tests/tokenizer/fuzz.sh $(FUZZ_SECONDS) build/tiny.bin
+	GPT2_FUZZ_MODEL=build/tiny.bin tests/fuzz.sh tokenizer $(FUZZ_SECONDS) -dict=tests/tokenizer/fuzz.dict
 
 test-tokenizer-unicode: build/gen_unicode
 	@have=$$(sed -n 's/^# PropList-\([0-9.]*\)\.txt.*/\1/p' $(UNICODE_DATA)/PropList.txt 2>/dev/null); \

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -769,7 +770,9 @@ static inline float exp_approx(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;  /* 2^n, built in the exponent field */
+    /* 2^n, built in the exponent field. NaN gives NaN (through p), but never reaches the int
+     * conversion, where it would be undefined behaviour. */
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -1211,25 +1214,38 @@ static void select_top_k(Candidate *cand, int n, int k) {
     }
 }
 
+/* The first of the largest logits; NaN counts as impossible. */
+static int argmax_logit(const float *logits, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best] || logits[best] != logits[best]) best = i;
+    return best;
+}
+
 int gpt2_sample(gpt2_sampler *s, const float *logits) {
     const gpt2_sampling *p = &s->params;
     const int V = s->vocab_size;
-    if (p->temperature == 0.0f) {  /* greedy: the first of the largest */
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
-        return best;
-    }
+    if (p->temperature == 0.0f) return argmax_logit(logits, V);
+    /* Logits as values the sorting and softmax below can order: a damaged model may give NaN
+     * (impossible: -inf) or infinities (the largest finite floats). */
     Candidate *cand = s->candidates;
     int n = V;
-    for (int i = 0; i < V; i++) cand[i] = (Candidate){logits[i] / p->temperature, i};
+    float max = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        float v = logits[i] / p->temperature;
+        v = v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -INFINITY : v;
+        cand[i] = (Candidate){v, i};
+        if (v > max) max = v;
+    }
+    if (max == -INFINITY) return argmax_logit(logits, V);  /* nothing is possible: no draw */
     if (p->top_k > 0 && p->top_k < n) {
         select_top_k(cand, n, p->top_k);
         n = p->top_k;
     }
-    /* softmax over the candidates */
-    float max = -INFINITY;
-    for (int i = 0; i < n; i++) if (cand[i].value > max) max = cand[i].value;
+    int possible = 0;
+    for (int i = 0; i < n; i++) if (cand[i].value > -INFINITY) cand[possible++] = cand[i];
+    n = possible;
+    /* softmax over the candidates (top-k kept the largest, so max is still theirs) */
     double sum = 0.0;
     for (int i = 0; i < n; i++) { cand[i].value = exp_approx(cand[i].value - max); sum += cand[i].value; }
     for (int i = 0; i < n; i++) cand[i].value = (float)(cand[i].value / sum);

@@ -104,6 +104,30 @@ static void test_sampler(void) {
     check_distribution("min-p 0.3", s, logits, want, V, n);
     gpt2_sampler_free(s);
 
+    /* a damaged model's logits: NaN is never drawn, +inf wins, and nothing crashes */
+    {
+        const float odd_logits[V] = {NAN, 1, NAN, INFINITY, -INFINITY, 2};
+        const float all_nan[V] = {NAN, NAN, NAN, NAN, NAN, NAN};
+        const gpt2_sampling modes[] = {{.temperature = 0, .top_p = 1}, {.temperature = 1, .top_p = 1},
+                                       {.temperature = 1, .top_k = 2, .top_p = 1}, {.temperature = 0.5f, .top_p = 0.5f},
+                                       {.temperature = 1, .top_p = 1, .min_p = 0.5f}};
+        for (size_t k = 0; k < sizeof modes / sizeof *modes; k++) {
+            gpt2_sampler *d = sampler(m, modes[k]);
+            for (int i = 0; i < 200; i++) {
+                int id = gpt2_sample(d, odd_logits);
+                CHECK(id == 3, "mode %zu: +inf logit should win, got id %d", k, id);
+                id = gpt2_sample(d, all_nan);
+                CHECK(id >= 0 && id < V, "mode %zu: all-NaN logits gave id %d", k, id);
+            }
+            gpt2_sampler_free(d);
+        }
+        const float some_nan[V] = {NAN, 1, NAN, 0, -INFINITY, 2};
+        s = sampler(m, (gpt2_sampling){.temperature = 1, .top_p = 1, .seed = 11});
+        softmax_over(some_nan, V, 1, (const int[V]){0, 1, 0, 1, 0, 1}, want);
+        check_distribution("NaN logits are never drawn", s, some_nan, want, V, n);
+        gpt2_sampler_free(s);
+    }
+
     /* parameters out of range are refused with a message */
     char err[GPT2_ERR_MAX];
     const gpt2_sampling bad[] = {

@@ -1,0 +1,32 @@
+#!/bin/sh
+# A timed libFuzzer run of one of the fuzz targets in tests/.
+#
+#   tests/fuzz.sh NAME SECONDS [LIBFUZZER OPTIONS...]     (CC: a clang with libFuzzer; default clang)
+#
+# Builds tests/fuzz_NAME.c with ASan and UBSan and runs it on the corpus in build/fuzz_NAME_corpus,
+# which grows from run to run. Prints the number of inputs run; exits non-zero on any crash,
+# leak or failed check, whose input libFuzzer saves as build/crash-*. Skips, saying so, when the
+# compiler has no libFuzzer.
+set -eu
+name=$1 seconds=$2
+shift 2
+cc=${CC_FUZZ:-clang}
+mkdir -p "build/fuzz_${name}_corpus"
+probe='int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return d && n; }'
+if ! command -v "$cc" >/dev/null || ! echo "$probe" | "$cc" -fsanitize=fuzzer -x c -o build/fuzz_probe - 2>/dev/null; then
+    echo "fuzz_$name: skipped: clang libFuzzer not available"
+    exit 0
+fi
+"$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -o "build/fuzz_$name" "tests/fuzz_$name.c" -lpthread -lm
+log=build/fuzz_$name.log
+if "build/fuzz_$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix=build/ -print_final_stats=1 \
+       "$@" "build/fuzz_${name}_corpus" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz_$name: $runs inputs in ${seconds} s, no crash (log: $log)"
+else
+    tail -40 "$log"
+    echo "fuzz_$name: FAILED (the input is saved as build/crash-*)"
+    exit 1
+fi
