@@ -487,15 +487,28 @@ void gpt2_writer_abort(gpt2_writer *w) {
  * are identical for any thread count. */
 typedef void (*task_fn)(void *arg, int begin, int end, int thread);
 
+/* The cores this process may run on (its affinity mask), or the online count. */
+static int available_cores(void) {
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 typedef struct ThreadPool ThreadPool;
 typedef struct { ThreadPool *pool; int index; } Worker;
 
 /* Waiting is a spin, then a sleep. A forward pass runs a task every few microseconds, too
- * often to pay for a futex wake-up each time; between forward passes threads go to sleep. */
+ * often to pay for a futex wake-up each time; between forward passes threads go to sleep.
+ * With more threads than cores, a spinning thread would hold the core its partner needs:
+ * then threads only sleep. */
 #define SPIN_NS 100000
 
 struct ThreadPool {
     int n_threads;             /* including the calling thread */
+    double spin_ms;            /* how long a waiting thread spins before it sleeps */
     pthread_t *threads;        /* [n_threads - 1] */
     Worker *workers;
     /* the current task, published by the release increment of `generation` */
@@ -522,10 +535,11 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* A bounded spin: `while (!condition && spin_more(&spin)) {}` spins up to SPIN_NS. */
+/* A bounded spin: `while (!condition && spin_more(&spin)) {}` spins up to spin_ms. */
 typedef struct { double deadline; int rounds; } Spin;
-static Spin spin_start(void) { return (Spin){now_ms() + SPIN_NS / 1e6, 0}; }
+static Spin spin_start(const ThreadPool *p) { return (Spin){p->spin_ms > 0 ? now_ms() + p->spin_ms : 0, 0}; }
 static bool spin_more(Spin *s) {
+    if (s->deadline == 0) return false;
     if (++s->rounds % 256 == 0 && now_ms() > s->deadline) return false;  /* a clock read now and then */
     cpu_relax();
     return true;
@@ -544,7 +558,7 @@ static void *pool_worker(void *arg) {
     ThreadPool *p = self->pool;
     unsigned seen = 0;
     for (;;) {
-        Spin spin = spin_start();
+        Spin spin = spin_start(p);
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && spin_more(&spin)) {}
         if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
             pthread_mutex_lock(&p->lock);
@@ -584,7 +598,7 @@ static void pool_run(ThreadPool *p, task_fn fn, void *arg, int n_items, int chun
     atomic_store_explicit(&p->running, p->n_threads - 1, memory_order_relaxed);
     pool_publish(p);
     pool_work(p, 0);
-    Spin spin = spin_start();
+    Spin spin = spin_start(p);
     while (atomic_load_explicit(&p->running, memory_order_acquire) != 0 && spin_more(&spin)) {}
     if (atomic_load_explicit(&p->running, memory_order_acquire) != 0) {
         pthread_mutex_lock(&p->lock);
@@ -604,6 +618,7 @@ static int pool_chunk(const ThreadPool *p, int n_items, int unit) {
 static int pool_init(ThreadPool *p, int n_threads, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
     p->n_threads = n_threads;
+    p->spin_ms = n_threads <= available_cores() ? SPIN_NS / 1e6 : 0;
     atomic_init(&p->next_item, 0);
     atomic_init(&p->generation, 0);
     atomic_init(&p->running, 0);
@@ -639,15 +654,6 @@ static void pool_destroy(ThreadPool *p) {
     pthread_cond_destroy(&p->finished);
 }
 
-/* The cores this process may run on (its affinity mask), or the online count. */
-static int available_cores(void) {
-#ifdef __linux__
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
-#endif
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
 
 /* ============================================================================================
  * Kernels. One SIMD vector type per architecture and a plain C fallback.
