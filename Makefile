@@ -43,13 +43,13 @@ TEST_CFLAGS = $(WARN) -O2 -g -pthread
 ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-fuzz-loader test-sampling test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 
-build/test_engine: tests/test_engine.c $(ENGINE) | build
+build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
-build/test_engine-scalar: tests/test_engine.c $(ENGINE) | build
+build/test_engine-scalar: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) -DGPT2_SCALAR -o $@ $< $(LDLIBS)
-build/test_engine-avx2: tests/test_engine.c $(ENGINE) | build
+build/test_engine-avx2: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) -mavx2 -mfma -o $@ $< $(LDLIBS)
-build/test_engine-neon: tests/test_engine.c $(ENGINE) | build
+build/test_engine-neon: tests/test_engine.c export/json.h $(ENGINE) | build
 	aarch64-linux-gnu-gcc $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/%-san: tests/%.c $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)

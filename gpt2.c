@@ -735,16 +735,6 @@ typedef float vec;
 #define ALWAYS_INLINE inline
 #endif
 
-/* Σ a[i]·b[i] for i < n: vector partial sums, reduced, then the leftover elements in order. */
-static ALWAYS_INLINE float dot(const float *a, const float *b, int n) {
-    int nv = n - n % VEC_WIDTH;
-    vec acc = vec_zero();
-    for (int i = 0; i < nv; i += VEC_WIDTH) acc = vec_fma(vec_load(a + i), vec_load(b + i), acc);
-    float s = vec_sum(acc);
-    for (int i = nv; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
 
@@ -1520,7 +1510,7 @@ static void bench(gpt2_model *model, const char *path, const int *prompt, int n_
     gpt2_rewind(ctx, 0);
     gpt2_stats st;
     gpt2_generate(ctx, greedy, prompt, n_prompt, n_decode, 1, NULL, NULL, &st);
-    size_t kv = 2 * sizeof(float) * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)gpt2_context_size(ctx);
+    size_t kv = sizeof(float) * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)(ctx->key_stride + ctx->n_ctx);
     printf("model    %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM parameters, %.1f MB (f32)\n", path,
            c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, parameter_count(c) / 1e6, gpt2_model_file_size(model) / 1e6);
     printf("machine  %d threads (%d cores available), %s kernels\n", gpt2_context_threads(ctx), available_cores(), SIMD_NAME);

@@ -14,6 +14,7 @@
  *     kernels and agree to rounding. */
 #define GPT2_NO_MAIN
 #include "../gpt2.c"
+#include "../export/json.h"
 
 #define TOLERANCE 1e-4f
 
@@ -34,48 +35,24 @@ static char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
-/* --- just enough JSON for summary.json: integer arrays, found by key ------------------- */
-
-static const char *skip_space(const char *p) {
-    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t') p++;
-    return p;
-}
-
-/* The position just after `"key":` for the nth occurrence of that key, or NULL. */
-static const char *json_key(const char *json, const char *key, int nth) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\"", key);
-    for (const char *p = json; (p = strstr(p, pat)); p += strlen(pat)) {
-        const char *q = p + strlen(pat);
-        q = skip_space(q);
-        if (*q == ':' && nth-- == 0) return q + 1;
-    }
-    return NULL;
-}
-
-/* Reads a flat array of integers at p into out (up to cap); returns the count. */
-static int json_ints(const char *p, int *out, int cap) {
-    p = skip_space(p);
-    if (*p++ != '[') return -1;
+/* The integers of a JSON array into out (up to cap); returns the count, or -1 if the value is
+ * not an array of integers. */
+static int json_ints(const json_value *array, int *out, int cap) {
+    if (!array || array->type != JSON_ARRAY) return -1;
     int n = 0;
-    for (;;) {
-        p = skip_space(p);
-        if (*p == ',') p = skip_space(p + 1);
-        if (*p == ']') return n;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || n == cap) return -1;
-        out[n++] = (int)v;
-        p = end;
+    for (const json_value *v = array->first; v; v = v->next) {
+        if (v->type != JSON_NUMBER || !v->is_integer || n == cap) return -1;
+        out[n++] = (int)v->integer;
     }
+    return n;
 }
 
 typedef struct {
     const char *dir;
     gpt2_model *model;
-    char *summary;
     int n_seq;
     int *seq[8], seq_len[8], row_offset[8];
+    int *argmax[8];       /* the reference's argmax at every position of each sequence */
     int cols[256];
     float *logits_last;   /* (n_seq, V) */
     float *logits_cols;   /* (Σ T, 256) */
@@ -99,33 +76,37 @@ static void load_fixture(Fixture *f, const char *dir, const char *model_path) {
     f->model = gpt2_load(model_path, err, sizeof err);
     if (!f->model) { printf("FAIL %s\n", err); exit(1); }
     snprintf(path, sizeof path, "%s/logits/summary.json", dir);
-    if (!(f->summary = slurp(path, NULL))) { printf("FAIL cannot read %s\n", path); exit(1); }
-    const char *p = skip_space(json_key(f->summary, "sequences", 0)) + 1;  /* into the outer array */
-    for (f->n_seq = 0; f->n_seq < 8; f->n_seq++) {
-        p = skip_space(p);
-        if (*p == ',') p = skip_space(p + 1);
-        if (*p != '[') break;
+    size_t len;
+    char *text = slurp(path, &len), jerr[256];
+    json_doc doc = {0};
+    const json_value *summary = text ? json_parse(text, len, &doc, jerr, sizeof jerr) : NULL;
+    if (!summary) { printf("FAIL %s: %s\n", path, text ? jerr : "cannot read it"); exit(1); }
+    const json_value *seqs = json_get(summary, "sequences"), *per_seq = json_get(summary, "per_sequence");
+    const json_value *seq = seqs ? seqs->first : NULL, *info = per_seq ? per_seq->first : NULL;
+    for (f->n_seq = 0; seq && info && f->n_seq < 8; f->n_seq++, seq = seq->next, info = info->next) {
         f->seq[f->n_seq] = malloc(4096 * sizeof(int));
-        f->seq_len[f->n_seq] = json_ints(p, f->seq[f->n_seq], 4096);
-        p = strchr(p, ']') + 1;
+        f->argmax[f->n_seq] = malloc(4096 * sizeof(int));
+        f->seq_len[f->n_seq] = json_ints(seq, f->seq[f->n_seq], 4096);
+        CHECK(json_ints(json_get(info, "argmax"), f->argmax[f->n_seq], 4096) == f->seq_len[f->n_seq] && f->seq_len[f->n_seq] > 0,
+              "%s: sequence %d and its argmax list", dir, f->n_seq);
     }
     int offsets[9];
-    json_ints(json_key(f->summary, "row_offsets", 0), offsets, 9);
+    CHECK(json_ints(json_get(summary, "row_offsets"), offsets, 9) >= f->n_seq, "%s: row_offsets", dir);
     int total = 0;
     for (int s = 0; s < f->n_seq; s++) { f->row_offset[s] = offsets[s]; total += f->seq_len[s]; }
-    CHECK(json_ints(json_key(f->summary, "cols", 0), f->cols, 256) == 256, "%s: cols", dir);
+    CHECK(json_ints(json_get(summary, "cols"), f->cols, 256) == 256, "%s: cols", dir);
+    f->full_seq = -1;
+    int which[1];
+    if (json_ints(json_get(json_get(json_get(summary, "files"), "logits_full.f32"), "sequences"), which, 1) == 1)
+        f->full_seq = which[0];
+    json_free(&doc);
+    free(text);
     const gpt2_config *c = gpt2_model_config(f->model);
     f->logits_last = load_f32(dir, "logits_last.f32", (size_t)f->n_seq * c->vocab_size);
     f->logits_cols = load_f32(dir, "logits_cols.f32", (size_t)total * 256);
     f->hidden = load_f32(dir, "hidden.f32", (size_t)total * c->n_embd);
-    f->full_seq = -1;
-    const char *full = json_key(f->summary, "logits_full.f32", 0);
-    if (full) {
-        int which[1];
-        json_ints(json_key(full, "sequences", 0), which, 1);
-        f->full_seq = which[0];
+    if (f->full_seq >= 0)
         f->logits_full = load_f32(dir, "logits_full.f32", (size_t)f->seq_len[f->full_seq] * c->vocab_size);
-    }
     if (!f->logits_last || !f->logits_cols || !f->hidden) { printf("FAIL %s: missing reference files\n", dir); exit(1); }
 }
 
@@ -152,9 +133,7 @@ static float compare_logits(const Fixture *f, int s, const float *logits, const 
         float d = max_abs_diff(logits, f->logits_full, (size_t)T * V);
         if (d > worst) worst = d;
     }
-    const char *argmax_at = json_key(f->summary, "argmax", s);
-    int ref_argmax[4096];
-    CHECK(json_ints(argmax_at, ref_argmax, 4096) == T, "%s: argmax list of sequence %d", f->dir, s);
+    const int *ref_argmax = f->argmax[s];
     for (int t = 0; t < T; t++) {
         const float *row = logits + (size_t)t * V;
         const float *ref = f->logits_cols + (size_t)(f->row_offset[s] + t) * 256;
@@ -264,8 +243,8 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < n_fix; i++) {
         gpt2_context_free(ctx[i]);
-        for (int s = 0; s < fix[i].n_seq; s++) free(fix[i].seq[s]);
-        free(fix[i].summary); free(fix[i].logits_last); free(fix[i].logits_cols); free(fix[i].hidden); free(fix[i].logits_full);
+        for (int s = 0; s < fix[i].n_seq; s++) { free(fix[i].seq[s]); free(fix[i].argmax[s]); }
+        free(fix[i].logits_last); free(fix[i].logits_cols); free(fix[i].hidden); free(fix[i].logits_full);
         gpt2_free(fix[i].model);
     }
     free(ctx);
