@@ -21,11 +21,11 @@ ENGINE = gpt2.c gpt2.h tokenizer.c tokenizer_unicode.h
 .PHONY: all test bench bench-engine clean
 all: gpt2 export/convert
 
-gpt2: $(ENGINE)
-	$(CC) $(ALL_CFLAGS) -o $@ gpt2.c $(LDLIBS)
+gpt2: main.c $(ENGINE)
+	$(CC) $(ALL_CFLAGS) -o $@ main.c gpt2.c $(LDLIBS)
 
 export/convert: export/convert.c $(ENGINE)
-	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ export/convert.c gpt2.c $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ export/convert.c gpt2.c $(LDLIBS)
 
 build:
 	mkdir -p build
@@ -40,7 +40,7 @@ FUZZ_SECONDS ?= 25
 # translation unit; and, when valgrind is installed, a leak check of the CLI and the example.
 REFERENCES = tests/fixtures/tiny build/tiny.bin tests/fixtures/odd build/odd.bin
 TEST_CFLAGS = $(WARN) -O2 -g -pthread
-ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-fuzz-loader test-sampling test-cli test-embed test-valgrind
+ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-fuzz-loader test-sampling test-api test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 
 build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
@@ -53,13 +53,13 @@ build/test_engine-neon: tests/test_engine.c export/json.h $(ENGINE) | build
 	aarch64-linux-gnu-gcc $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/%-san: tests/%.c $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
-build/gpt2-san: $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ gpt2.c $(LDLIBS)
+build/gpt2-san: main.c $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ main.c gpt2.c $(LDLIBS)
 # valgrind does not decode AVX-512: its builds use AVX2 at most
-build/gpt2-valgrind: $(ENGINE) | build
-	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ gpt2.c $(LDLIBS)
+build/gpt2-valgrind: main.c $(ENGINE) | build
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ main.c gpt2.c $(LDLIBS)
 build/embed: tests/embed.c $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/embed.c gpt2.c $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ tests/embed.c gpt2.c $(LDLIBS)
 
 test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bin
 	build/test_engine $(REFERENCES)
@@ -76,7 +76,7 @@ test-engine-kernels: build/test_engine-scalar build/tiny.bin build/odd.bin
 
 test-badfiles: build/test_badfiles-san build/tiny.bin
 	rm -rf build/bad && mkdir -p build/bad
-	build/test_badfiles-san build/tiny.bin build/bad
+	build/test_badfiles-san build/tiny.bin build/bad tests/data/micro-v1.bin
 
 # model files as libFuzzer makes them, from a valid micro model (skipped without clang's libFuzzer)
 test-fuzz-loader: | build
@@ -84,6 +84,20 @@ test-fuzz-loader: | build
 
 test-sampling: build/test_sampling-san build/tiny.bin
 	build/test_sampling-san build/tiny.bin
+
+# the library's interface (tests/test_api.c); and the library calls nothing that is not
+# thread-safe (strerror shares a buffer between threads: the engine uses strerror_r)
+build/gpt2.o: $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -c -o $@ gpt2.c
+test-api: build/test_api build/test_api-san build/gpt2.o build/tiny.bin
+	mkdir -p build/api
+	build/test_api build/tiny.bin build/api
+	build/test_api-san build/tiny.bin build/api
+	@unsafe=$$(nm -u build/gpt2.o | grep -wE 'strerror|strtok|localtime|gmtime|ctime|asctime|rand|srand|getenv|setlocale' || true); \
+	if [ -n "$$unsafe" ]; then echo "FAIL: the engine calls functions that are not thread-safe: $$unsafe"; exit 1; fi; \
+	echo "test_api: the engine calls no thread-unsafe libc function"
+build/test_api: tests/test_api.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
 
 test-cli: gpt2 build/gpt2-san build/tiny.bin test-badfiles
 	tests/test_cli.sh ./gpt2 build/tiny.bin build/bad
@@ -123,14 +137,14 @@ CONVERT_TEST_CFLAGS = $(WARN) -O2 -g -pthread
 .PHONY: $(CONVERT_TESTS)
 export/convert: export/json.h
 build/convert-san: export/convert.c export/json.h $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) -pthread -DGPT2_NO_MAIN -o $@ export/convert.c gpt2.c $(LDLIBS)
+	$(CC) $(WARN) $(SAN) -pthread -o $@ export/convert.c gpt2.c $(LDLIBS)
 build/check_convert: tests/check_convert.c export/json.h $(ENGINE) | build
-	$(CC) $(CONVERT_TEST_CFLAGS) -DGPT2_NO_MAIN -o $@ tests/check_convert.c gpt2.c $(LDLIBS)
+	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/check_convert.c gpt2.c $(LDLIBS)
 build/make_hf_variant: tests/make_hf_variant.c export/json.h | build
 	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/make_hf_variant.c $(LDLIBS)
 # valgrind does not decode AVX-512 (no -march=native here), nor, before 3.20, clang's default DWARF 5
 build/convert-valgrind: export/convert.c export/json.h $(ENGINE) | build
-	$(CC) $(WARN) -O1 -gdwarf-4 -pthread -DGPT2_NO_MAIN -o $@ export/convert.c gpt2.c $(LDLIBS)
+	$(CC) $(WARN) -O1 -gdwarf-4 -pthread -o $@ export/convert.c gpt2.c $(LDLIBS)
 build/test_json: tests/test_json.c export/json.h | build
 	$(CC) $(WARN) $(SAN) -o $@ tests/test_json.c
 build/http_server: tests/http_server.c | build
@@ -239,7 +253,7 @@ bench-engine: gpt2 build/gpt2-124M.bin
 	./gpt2 build/gpt2-124M.bin --bench
 	./gpt2 build/gpt2-124M.bin --bench --threads 1
 build/random_model: tools/random_model.c $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -DGPT2_NO_MAIN -o $@ tools/random_model.c gpt2.c $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ tools/random_model.c gpt2.c $(LDLIBS)
 build/gpt2-124M.bin: build/random_model build/tiny.bin
 	build/random_model $@ build/tiny.bin 12 12 768 1024
 

@@ -1,16 +1,15 @@
 /* gpt2.c — GPT-2 inference in one file of C: libc, libm and pthreads, nothing else.
  *
  * Read it top to bottom: the model file and its loader, the thread pool, the kernels, the
- * forward pass in the order data flows through it, sampling, generation, the command line.
- * The tokenizer lives in tokenizer.c, which is #included below (one translation unit).
+ * forward pass in the order data flows through it, sampling, and generation one token at a
+ * time. The tokenizer lives in tokenizer.c, which is #included below (one translation unit).
+ * The command-line program is main.c; it uses gpt2.h only, like any other program.
  *
  * Dimensions used in comments and names:
  *   L  layers            T  positions in the batch being computed
  *   C  channels (n_embd)  NH heads, HS = C / NH channels per head
  *   V  vocabulary size   P  context length (positions the model has learned, n_ctx)
  * A shape written (T, C) is a row-major array: T rows of C floats.
- *
- * Build the command-line tool with `make`; embed the engine with -DGPT2_NO_MAIN.
  */
 #define _GNU_SOURCE  /* sched_getaffinity, CPU_COUNT; harmless elsewhere */
 #include "gpt2.h"
@@ -29,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +39,7 @@
  * ========================================================================================== */
 
 /* Writes a one-line message into err (when the caller gave room for one) and returns -1. */
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
@@ -51,6 +50,17 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
+/* The text of an errno value. strerror may return a buffer it shares between threads;
+ * strerror_r does not, but comes in two flavours: GNU's returns the text, POSIX's fills buf. */
+static const char *errno_text(int errnum, char *buf, size_t len) {
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(errnum, buf, len);
+#else
+    return strerror_r(errnum, buf, len) == 0 ? buf : "unknown error";
+#endif
+}
+#define ERRNO_TEXT(e) errno_text((e), (char[128]){0}, 128)
+
 static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -60,6 +70,8 @@ static double now_ms(void) {
 static uint32_t read_u32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static uint64_t read_u64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static float read_f32(const uint8_t *p) { float v; memcpy(&v, p, 4); return v; }
+static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 static bool host_is_little_endian(void) {
     const uint16_t one = 1;
@@ -90,12 +102,22 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 #define MAX_CTX (1 << 20)
 #define MAX_VOCAB (1 << 24)
 
-/* The twelve tensors of one block, in file order, and their shapes in multiples of C. */
-enum {
-    LN1_W, LN1_B, QKV_W, QKV_B, ATTN_PROJ_W, ATTN_PROJ_B,
-    LN2_W, LN2_B, FC_W, FC_B, FC_PROJ_W, FC_PROJ_B, N_BLOCK_TENSORS
+/* Weight types: a row of `cols` weights is ceil(cols / block) blocks of block_bytes. */
+static const struct { const char *name; int block, block_bytes; } dtypes[GPT2_N_DTYPES] = {
+    [GPT2_F32] = {"f32", 1, 4},    [GPT2_F16] = {"f16", 1, 2},     [GPT2_BF16] = {"bf16", 1, 2},
+    [GPT2_Q8_0] = {"q8_0", 32, 34}, [GPT2_Q4_0] = {"q4_0", 32, 18},
 };
-static const struct { const char *name; int rows, cols; } block_tensors[N_BLOCK_TENSORS] = {
+
+const char *gpt2_dtype_name(gpt2_dtype dtype) {
+    return (unsigned)dtype < GPT2_N_DTYPES ? dtypes[dtype].name : NULL;
+}
+
+static uint64_t dtype_row_bytes(gpt2_dtype dtype, uint64_t cols) {
+    return (cols + dtypes[dtype].block - 1) / dtypes[dtype].block * dtypes[dtype].block_bytes;
+}
+
+/* The twelve tensors of one block, in file order, and their shapes in multiples of C. */
+static const struct { const char *name; int rows, cols; } block_tensors[12] = {
     /* rows = 0 means a vector (1 row); otherwise rows·C × cols·C */
     {"ln_1.weight", 0, 1},       {"ln_1.bias", 0, 1},
     {"attn.c_attn.weight", 3, 1}, {"attn.c_attn.bias", 0, 3},
@@ -104,6 +126,7 @@ static const struct { const char *name; int rows, cols; } block_tensors[N_BLOCK_
     {"mlp.c_fc.weight", 4, 1},   {"mlp.c_fc.bias", 0, 4},
     {"mlp.c_proj.weight", 1, 4}, {"mlp.c_proj.bias", 0, 1},
 };
+#define N_BLOCK_TENSORS 12
 
 int gpt2_tensor_count(const gpt2_config *cfg) { return 4 + N_BLOCK_TENSORS * cfg->n_layer; }
 
@@ -126,6 +149,16 @@ int gpt2_tensor_info(const gpt2_config *cfg, int i, char *name, size_t name_len,
     return 0;
 }
 
+int64_t gpt2_parameter_count(const gpt2_config *cfg) {
+    int64_t n = 0;
+    for (int i = 0; i < gpt2_tensor_count(cfg); i++) {
+        int rows = 0, cols = 0;
+        gpt2_tensor_info(cfg, i, NULL, 0, &rows, &cols);
+        n += (int64_t)rows * cols;
+    }
+    return n;
+}
+
 /* One check of a config, shared by the loader and the writer. */
 static int check_config(const gpt2_config *c, char *err, size_t errlen) {
     if (c->n_layer < 1 || c->n_layer > MAX_LAYERS) return fail(err, errlen, "n_layer %d is outside [1, %d]", c->n_layer, MAX_LAYERS);
@@ -139,23 +172,97 @@ static int check_config(const gpt2_config *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* ---- tensors and the weights struct ------------------------------------------------------- */
+
+/* One entry of the tensor table: where a tensor lives, relative to some base, and its type. */
+typedef struct {
+    gpt2_dtype dtype;
+    int rows, cols;
+    uint64_t row_bytes;  /* from one row to the next */
+    uint64_t offset, nbytes;
+} TensorEntry;
+
+/* A weight matrix as the kernels see it. */
+typedef struct {
+    gpt2_dtype dtype;
+    int rows, cols;
+    size_t row_bytes;
+    const void *data;
+} Tensor;
+
+typedef struct {
+    const float *ln1_w, *ln1_b;  /* (C) */
+    Tensor qkv_w;                /* (3C, C): rows q, then k, then v */
+    const float *qkv_b;          /* (3C) */
+    Tensor attn_proj_w;          /* (C, C) */
+    const float *attn_proj_b;    /* (C) */
+    const float *ln2_w, *ln2_b;  /* (C) */
+    Tensor fc_w;                 /* (4C, C) */
+    const float *fc_b;           /* (4C) */
+    Tensor fc_proj_w;            /* (C, 4C) */
+    const float *fc_proj_b;      /* (C) */
+} LayerWeights;
+
+typedef struct {
+    Tensor wte;                  /* (V, C) token embeddings, also the LM head */
+    Tensor wpe;                  /* (P, C) position embeddings */
+    LayerWeights *layers;        /* [L] */
+    const float *lnf_w, *lnf_b;  /* (C) final layer norm */
+} Weights;
+
+/* Lays out the tensors from `offset` on, each at the next multiple of GPT2_ALIGN, matrices of
+ * type matrix_dtype, vectors f32. Returns the end of the last one. */
+static uint64_t layout_tensors(const gpt2_config *c, gpt2_dtype matrix_dtype, uint64_t offset, TensorEntry *table) {
+    for (int i = 0; i < gpt2_tensor_count(c); i++) {
+        TensorEntry *e = &table[i];
+        gpt2_tensor_info(c, i, NULL, 0, &e->rows, &e->cols);
+        e->dtype = e->rows == 1 ? GPT2_F32 : matrix_dtype;
+        e->row_bytes = dtype_row_bytes(e->dtype, (uint64_t)e->cols);
+        e->offset = offset = align_up(offset, GPT2_ALIGN);
+        e->nbytes = (uint64_t)e->rows * e->row_bytes;
+        offset += e->nbytes;
+    }
+    return offset;
+}
+
+/* Points a Weights struct at tensors laid out by `table` from `base`: into the mapped file for
+ * the loader, into a buffer of parameters for a trainer. layers must have room for L. */
+static void weights_init(Weights *w, const gpt2_config *c, const TensorEntry *table, const void *base) {
+#define TENSOR(i) ((Tensor){table[i].dtype, table[i].rows, table[i].cols, (size_t)table[i].row_bytes, \
+                            (const uint8_t *)base + table[i].offset})
+#define VECTOR(i) ((const float *)((const uint8_t *)base + table[i].offset))
+    const int n = gpt2_tensor_count(c);
+    w->wte = TENSOR(0);
+    w->wpe = TENSOR(1);
+    for (int l = 0; l < c->n_layer; l++) {
+        const int b = 2 + N_BLOCK_TENSORS * l;
+        w->layers[l] = (LayerWeights){
+            .ln1_w = VECTOR(b + 0), .ln1_b = VECTOR(b + 1), .qkv_w = TENSOR(b + 2), .qkv_b = VECTOR(b + 3),
+            .attn_proj_w = TENSOR(b + 4), .attn_proj_b = VECTOR(b + 5), .ln2_w = VECTOR(b + 6), .ln2_b = VECTOR(b + 7),
+            .fc_w = TENSOR(b + 8), .fc_b = VECTOR(b + 9), .fc_proj_w = TENSOR(b + 10), .fc_proj_b = VECTOR(b + 11),
+        };
+    }
+    w->lnf_w = VECTOR(n - 2);
+    w->lnf_b = VECTOR(n - 1);
+#undef TENSOR
+#undef VECTOR
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
 /* Header field offsets (FORMAT.md, "Header"). */
 enum {
     H_MAGIC = 0, H_VERSION = 4, H_HEADER_SIZE = 8, H_N_LAYER = 12, H_N_HEAD = 16, H_N_EMBD = 20,
-    H_N_CTX = 24, H_VOCAB = 28, H_LN_EPS = 32, H_FLAGS = 36, H_EOT = 40, H_N_TENSORS = 44,
-    H_TABLE_OFFSET = 48, H_TOKENIZER_OFFSET = 56, H_TOKENIZER_SIZE = 64, H_FILE_SIZE = 72, H_RESERVED = 80
+    H_N_CTX = 24, H_VOCAB = 28, H_LN_EPS = 32, H_REQUIRED = 36, H_EOT = 40, H_N_TENSORS = 44,
+    H_TABLE_OFFSET = 48, H_TOKENIZER_OFFSET = 56, H_TOKENIZER_SIZE = 64, H_FILE_SIZE = 72,
+    H_OPTIONAL = 80, H_RESERVED = 84
 };
-
-typedef struct {
-    const float *w[N_BLOCK_TENSORS];  /* indexed by LN1_W ... FC_PROJ_B */
-} BlockWeights;
+#define KNOWN_REQUIRED_FEATURES GPT2_REQUIRED_TIED_HEAD
 
 struct gpt2_model {
     gpt2_config config;
-    const float *wte;       /* (V, C) token embeddings, also the LM head */
-    const float *wpe;       /* (P, C) position embeddings */
-    BlockWeights *blocks;   /* [L] */
-    const float *lnf_w, *lnf_b;  /* (C) final layer norm */
+    int version;            /* of the file */
+    Weights weights;        /* pointing into the mapping */
     Tokenizer tokenizer;
     void *map;              /* the whole file, mapped read-only */
     size_t map_size;
@@ -191,27 +298,38 @@ static int load_tokenizer(gpt2_model *m, const uint8_t *base, uint64_t off, uint
                           err, errlen);
 }
 
-/* Validates the tensor table and points the weights into the mapping. `data_start` is the
- * end of the tokenizer section: tensors live after it, in order, without overlapping. */
-static int load_tensors(gpt2_model *m, const uint8_t *base, uint64_t file_size, uint64_t data_start, char *err, size_t errlen) {
+/* Reads and validates the tensor table into table[]. `data_start` is the end of the
+ * tokenizer section: tensors live after it, in order, without overlapping. */
+static int load_table(const gpt2_model *m, const uint8_t *base, uint64_t file_size, uint64_t data_start, TensorEntry *table,
+                      char *err, size_t errlen) {
     const gpt2_config *c = &m->config;
-    int n = gpt2_tensor_count(c);
-    m->blocks = calloc((size_t)c->n_layer, sizeof *m->blocks);
-    if (!m->blocks) return fail(err, errlen, "out of memory");
     uint64_t prev_end = data_start;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < gpt2_tensor_count(c); i++) {
         const uint8_t *e = base + GPT2_HEADER_SIZE + (uint64_t)i * GPT2_TENSOR_ENTRY_SIZE;
-        uint32_t dtype = read_u32(e), rows = read_u32(e + 4), cols = read_u32(e + 8), reserved = read_u32(e + 12);
+        uint32_t dtype = read_u32(e), rows = read_u32(e + 4), cols = read_u32(e + 8), row_bytes = read_u32(e + 12);
         uint64_t off = read_u64(e + 16), nbytes = read_u64(e + 24), want_bytes = 0, end;
         char name[64];
         int want_rows, want_cols;
         gpt2_tensor_info(c, i, name, sizeof name, &want_rows, &want_cols);
-        if (dtype != GPT2_F32)
-            return fail(err, errlen, "tensor %s has dtype %u, which this build cannot read (it reads f32 = 0)", name, dtype);
         if (rows != (uint32_t)want_rows || cols != (uint32_t)want_cols)
             return fail(err, errlen, "tensor %s has shape [%u, %u], expected [%d, %d]", name, rows, cols, want_rows, want_cols);
-        if (reserved) return fail(err, errlen, "tensor %s: reserved field is not zero", name);
-        if (!mul_u64((uint64_t)rows * cols, sizeof(float), &want_bytes) || nbytes != want_bytes)
+        if (dtype >= GPT2_N_DTYPES)
+            return fail(err, errlen, "tensor %s has dtype %u, which this build does not know (HINT: update gpt2.c)", name, dtype);
+        if (m->version == 1) {
+            if (dtype != GPT2_F32) return fail(err, errlen, "tensor %s has dtype %s, but version-1 files are f32", name, dtypes[dtype].name);
+            if (row_bytes) return fail(err, errlen, "tensor %s: reserved field is not zero", name);
+            row_bytes = 4 * cols;
+        }
+        if (rows == 1 && dtype != GPT2_F32)
+            return fail(err, errlen, "tensor %s is a vector of dtype %s; vectors must be f32", name, dtypes[dtype].name);
+        if (dtype != GPT2_F32)  /* the kernels for the other types are not in this build yet */
+            return fail(err, errlen, "tensor %s has dtype %s, which this build cannot compute with (it reads f32)", name,
+                        dtypes[dtype].name);
+        uint64_t need = dtype_row_bytes(dtype, cols);
+        if (row_bytes < need || row_bytes % (dtype == GPT2_F32 ? 4 : 2))
+            return fail(err, errlen, "tensor %s has rows %u bytes apart; a row of %u %s weights needs %llu (and a multiple of %d)",
+                        name, row_bytes, cols, dtypes[dtype].name, (unsigned long long)need, dtype == GPT2_F32 ? 4 : 2);
+        if (!mul_u64(rows, row_bytes, &want_bytes) || nbytes != want_bytes)
             return fail(err, errlen, "tensor %s is %llu bytes, its shape needs %llu", name,
                         (unsigned long long)nbytes, (unsigned long long)want_bytes);
         if (off % GPT2_ALIGN) return fail(err, errlen, "tensor %s offset %llu is not a multiple of %d", name, (unsigned long long)off, GPT2_ALIGN);
@@ -221,17 +339,13 @@ static int load_tensors(gpt2_model *m, const uint8_t *base, uint64_t file_size, 
             return fail(err, errlen, "tensor %s [%llu, +%llu) runs past the end of the file (%llu bytes)", name,
                         (unsigned long long)off, (unsigned long long)nbytes, (unsigned long long)file_size);
         prev_end = end;
-        const float *data = (const float *)(base + off);
-        if (i == 0) m->wte = data;
-        else if (i == 1) m->wpe = data;
-        else if (i == n - 2) m->lnf_w = data;
-        else if (i == n - 1) m->lnf_b = data;
-        else m->blocks[(i - 2) / N_BLOCK_TENSORS].w[(i - 2) % N_BLOCK_TENSORS] = data;
+        table[i] = (TensorEntry){(gpt2_dtype)dtype, (int)rows, (int)cols, row_bytes, off, nbytes};
     }
     return 0;
 }
 
-/* Reads and checks the header; fills m->config. Everything is checked against the real size. */
+/* Reads and checks the header; fills m->config and m->version. Everything is checked
+ * against the real size. */
 static int load_header(gpt2_model *m, const uint8_t *h, uint64_t file_size, char *err, size_t errlen) {
     uint32_t magic = read_u32(h + H_MAGIC), version = read_u32(h + H_VERSION);
     if (magic != GPT2_MAGIC) {
@@ -239,17 +353,19 @@ static int load_header(gpt2_model *m, const uint8_t *h, uint64_t file_size, char
         if (magic == 20240326u) return fail(err, errlen, "not a gpt2.c model (this looks like an llm.c checkpoint: convert the HuggingFace model with export/convert)");
         return fail(err, errlen, "not a gpt2.c model file (bad magic 0x%08x)", magic);
     }
-    if (version != GPT2_VERSION)
-        return fail(err, errlen, "file format version %u, but this build reads version %d (HINT: %s)", version, GPT2_VERSION,
+    if (version != 1 && version != 2)
+        return fail(err, errlen, "file format version %u, but this build reads versions 1 and 2 (HINT: %s)", version,
                     version > GPT2_VERSION ? "update gpt2.c" : "re-convert the model with this build's export/convert");
+    m->version = (int)version;
     if (read_u32(h + H_HEADER_SIZE) != GPT2_HEADER_SIZE)
         return fail(err, errlen, "header size %u, expected %d", read_u32(h + H_HEADER_SIZE), GPT2_HEADER_SIZE);
     uint64_t declared = read_u64(h + H_FILE_SIZE);
     if (declared != file_size)
         return fail(err, errlen, "file is %llu bytes but its header says %llu (%s)", (unsigned long long)file_size,
                     (unsigned long long)declared, file_size < declared ? "truncated download or copy?" : "trailing data");
-    for (int i = H_RESERVED; i < GPT2_HEADER_SIZE; i++)
-        if (h[i]) return fail(err, errlen, "header byte %d is reserved and must be zero", i);
+    if (version == 1)  /* version 2 ignores them: optional features may use them */
+        for (int i = H_OPTIONAL; i < GPT2_HEADER_SIZE; i++)
+            if (h[i]) return fail(err, errlen, "header byte %d is reserved and must be zero", i);
 
     /* Range-check the u32 fields before they become ints; check_config does the rest. */
     static const struct { const char *name; int offset; uint32_t max; } dims[] = {
@@ -270,9 +386,12 @@ static int load_header(gpt2_model *m, const uint8_t *h, uint64_t file_size, char
     c->eot_token = (int)read_u32(h + H_EOT);
     char why[GPT2_ERR_MAX];
     if (check_config(c, why, sizeof why)) return fail(err, errlen, "bad header: %s", why);
-    uint32_t flags = read_u32(h + H_FLAGS);
-    if (flags != GPT2_FLAG_TIED_HEAD)
-        return fail(err, errlen, "header flags 0x%x are not supported (version 1 requires exactly the tied-head flag)", flags);
+    uint32_t required = read_u32(h + H_REQUIRED);
+    if (required & ~KNOWN_REQUIRED_FEATURES)
+        return fail(err, errlen, "the file needs features this build does not have (required flags 0x%x; HINT: update gpt2.c)",
+                    required & ~KNOWN_REQUIRED_FEATURES);
+    if (!(required & GPT2_REQUIRED_TIED_HEAD))
+        return fail(err, errlen, "the file's LM head is not tied to the token embeddings, which this build cannot run");
     if (read_u32(h + H_N_TENSORS) != (uint32_t)gpt2_tensor_count(c))
         return fail(err, errlen, "header says %u tensors, %d layers need %d", read_u32(h + H_N_TENSORS), c->n_layer, gpt2_tensor_count(c));
     uint64_t table_end = GPT2_HEADER_SIZE + (uint64_t)gpt2_tensor_count(c) * GPT2_TENSOR_ENTRY_SIZE;
@@ -289,10 +408,11 @@ gpt2_model *gpt2_load(const char *path, char *err, size_t errlen) {
     gpt2_model *m = calloc(1, sizeof *m);
     if (!m) { fail(err, errlen, "%s: out of memory", path); return NULL; }
     int fd = open(path, O_RDONLY);
-    if (fd < 0) { fail(err, errlen, "%s: %s", path, strerror(errno)); free(m); return NULL; }
+    if (fd < 0) { fail(err, errlen, "%s: %s", path, ERRNO_TEXT(errno)); free(m); return NULL; }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail(err, errlen, "%s: %s", path, errno ? strerror(errno) : "not a regular file");
+    int stat_rc = fstat(fd, &st);
+    if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
+        fail(err, errlen, "%s: %s", path, stat_rc ? ERRNO_TEXT(errno) : S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
         close(fd); free(m); return NULL;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -301,14 +421,19 @@ gpt2_model *gpt2_load(const char *path, char *err, size_t errlen) {
              (unsigned long long)size, GPT2_HEADER_SIZE);
         close(fd); free(m); return NULL;
     }
-    if (size > SIZE_MAX) { fail(err, errlen, "%s: file too large for this address space", path); close(fd); free(m); return NULL; }
+    if (size > SIZE_MAX) {
+        fail(err, errlen, "%s: the file is %.1f GB, more than this machine's address space can map", path, size / 1e9);
+        close(fd); free(m); return NULL;
+    }
     m->map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int map_errno = errno;
     close(fd);  /* the mapping keeps the file alive */
-    if (m->map == MAP_FAILED) { fail(err, errlen, "%s: mmap: %s", path, strerror(errno)); free(m); return NULL; }
+    if (m->map == MAP_FAILED) { fail(err, errlen, "%s: mmap: %s", path, ERRNO_TEXT(map_errno)); free(m); return NULL; }
     m->map_size = (size_t)size;
     const uint8_t *base = m->map;
 
     uint64_t tok_off, tok_size, tok_end;
+    TensorEntry *table = NULL;
     if (load_header(m, base, size, why, sizeof why)) goto bad;
     tok_off = read_u64(base + H_TOKENIZER_OFFSET);
     tok_size = read_u64(base + H_TOKENIZER_SIZE);
@@ -319,10 +444,16 @@ gpt2_model *gpt2_load(const char *path, char *err, size_t errlen) {
         goto bad;
     }
     if (load_tokenizer(m, base, tok_off, tok_size, why, sizeof why)) goto bad;
-    if (load_tensors(m, base, size, tok_end, why, sizeof why)) goto bad;
+    table = malloc((size_t)gpt2_tensor_count(&m->config) * sizeof *table);
+    m->weights.layers = malloc((size_t)m->config.n_layer * sizeof *m->weights.layers);
+    if (!table || !m->weights.layers) { fail(why, sizeof why, "out of memory"); goto bad; }
+    if (load_table(m, base, size, tok_end, table, why, sizeof why)) goto bad;
+    weights_init(&m->weights, &m->config, table, base);
+    free(table);
     m->load_ms = now_ms() - t0;
     return m;
 bad:
+    free(table);
     fail(err, errlen, "%s: %s", path, why);
     gpt2_free(m);
     return NULL;
@@ -331,7 +462,7 @@ bad:
 void gpt2_free(gpt2_model *m) {
     if (!m) return;
     tokenizer_free(&m->tokenizer);
-    free(m->blocks);
+    free(m->weights.layers);
     if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
     free(m);
 }
@@ -339,6 +470,8 @@ void gpt2_free(gpt2_model *m) {
 const gpt2_config *gpt2_model_config(const gpt2_model *m) { return &m->config; }
 double gpt2_model_load_ms(const gpt2_model *m) { return m->load_ms; }
 size_t gpt2_model_file_size(const gpt2_model *m) { return m->map_size; }
+int gpt2_model_version(const gpt2_model *m) { return m->version; }
+gpt2_dtype gpt2_model_dtype(const gpt2_model *m) { return m->weights.layers[0].fc_w.dtype; }
 
 int *gpt2_tokenize(const gpt2_model *m, const char *text, size_t len, int flags, size_t *n_tokens) {
     return tokenizer_encode(&m->tokenizer, text, len, flags & GPT2_ALLOW_SPECIAL, n_tokens);
@@ -346,15 +479,33 @@ int *gpt2_tokenize(const gpt2_model *m, const char *text, size_t len, int flags,
 const char *gpt2_token_bytes(const gpt2_model *m, int token, size_t *len) { return tokenizer_token(&m->tokenizer, token, len); }
 size_t gpt2_utf8_incomplete_tail(const char *buf, size_t n) { return utf8_incomplete_tail(buf, n); }
 
-/* ---- writing ------------------------------------------------------------------------- */
+size_t gpt2_utf8_valid_prefix(const char *buf, size_t n) {
+    const uint8_t *s = (const uint8_t *)buf;
+    size_t i = 0;
+    while (i < n) {
+        uint32_t cp;
+        size_t len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
+        if (!len) break;
+        i += len;
+    }
+    return i;
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
 
 struct gpt2_writer {
     FILE *f;
     char *path, *tmp_path;
     gpt2_config config;
+    TensorEntry *table;   /* where each tensor goes */
     int next_tensor;      /* tensors written so far */
     uint64_t offset;      /* bytes written so far */
 };
+
+/* fwrite of n items that accepts data = NULL when n = 0 (an empty table may have no array) */
+static bool write_items(FILE *f, const void *data, size_t size, size_t n) {
+    return n == 0 || fwrite(data, size, n, f) == n;
+}
 
 static bool write_zeros(FILE *f, uint64_t n) {
     static const char zeros[GPT2_ALIGN];
@@ -362,9 +513,6 @@ static bool write_zeros(FILE *f, uint64_t n) {
         if (fwrite(zeros, 1, n < GPT2_ALIGN ? n : GPT2_ALIGN, f) != (n < GPT2_ALIGN ? n : GPT2_ALIGN)) return false;
     return true;
 }
-
-static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
 static int check_vocab(const gpt2_config *c, const gpt2_vocab *v, char *err, size_t errlen) {
     if (v->n_tokens != c->vocab_size) return fail(err, errlen, "vocabulary has %d tokens, config says %d", v->n_tokens, c->vocab_size);
@@ -379,15 +527,22 @@ static int check_vocab(const gpt2_config *c, const gpt2_vocab *v, char *err, siz
     return 0;
 }
 
+static void writer_free(gpt2_writer *w) {
+    free(w->path);
+    free(w->tmp_path);
+    free(w->table);
+    free(w);
+}
+
 gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *c, const gpt2_vocab *v, char *err, size_t errlen) {
     char why[GPT2_ERR_MAX];
     if (!host_is_little_endian()) { fail(err, errlen, "writing model files needs a little-endian host"); return NULL; }
     if (check_config(c, why, sizeof why) || check_vocab(c, v, why, sizeof why)) { fail(err, errlen, "%s: %s", path, why); return NULL; }
     gpt2_writer *w = calloc(1, sizeof *w);
     size_t plen = strlen(path);
-    if (!w || !(w->path = malloc(plen + 1)) || !(w->tmp_path = malloc(plen + 5))) {
-        if (w) free(w->path);
-        free(w);
+    if (!w || !(w->path = malloc(plen + 1)) || !(w->tmp_path = malloc(plen + 5)) ||
+        !(w->table = malloc((size_t)gpt2_tensor_count(c) * sizeof *w->table))) {
+        if (w) writer_free(w);
         fail(err, errlen, "out of memory");
         return NULL;
     }
@@ -395,8 +550,8 @@ gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *c, const gpt2
     snprintf(w->tmp_path, plen + 5, "%s.tmp", path);
     w->config = *c;
     if (!(w->f = fopen(w->tmp_path, "wb"))) {
-        fail(err, errlen, "%s: %s", w->tmp_path, strerror(errno));
-        free(w->path); free(w->tmp_path); free(w);
+        fail(err, errlen, "%s: %s", w->tmp_path, ERRNO_TEXT(errno));
+        writer_free(w);
         return NULL;
     }
 
@@ -406,52 +561,43 @@ gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *c, const gpt2
     uint64_t tok_off = align_up(table_end, GPT2_ALIGN);
     uint64_t tok_fixed = 16 + 4 * ((uint64_t)v->n_tokens + 1) + 8 * (uint64_t)v->n_merges + 4 * (uint64_t)v->n_special;
     uint64_t tok_size = tok_fixed + v->offsets[v->n_tokens];
-    uint64_t off = tok_off + tok_size;
+    uint64_t file_size = layout_tensors(c, GPT2_F32, tok_off + tok_size, w->table);
     uint8_t *table = calloc((size_t)n, GPT2_TENSOR_ENTRY_SIZE);
     if (!table) { fail(err, errlen, "out of memory"); gpt2_writer_abort(w); return NULL; }
     for (int i = 0; i < n; i++) {
-        int rows = 0, cols = 0;
-        gpt2_tensor_info(c, i, NULL, 0, &rows, &cols);
-        uint64_t nbytes = (uint64_t)rows * (uint64_t)cols * sizeof(float);
-        off = align_up(off, GPT2_ALIGN);
+        const TensorEntry *t = &w->table[i];
         uint8_t *e = table + (size_t)i * GPT2_TENSOR_ENTRY_SIZE;
-        put_u32(e, GPT2_F32); put_u32(e + 4, (uint32_t)rows); put_u32(e + 8, (uint32_t)cols);
-        put_u64(e + 16, off); put_u64(e + 24, nbytes);
-        off += nbytes;
+        put_u32(e, t->dtype); put_u32(e + 4, (uint32_t)t->rows); put_u32(e + 8, (uint32_t)t->cols);
+        put_u32(e + 12, (uint32_t)t->row_bytes); put_u64(e + 16, t->offset); put_u64(e + 24, t->nbytes);
     }
     uint8_t h[GPT2_HEADER_SIZE] = {0};
     put_u32(h + H_MAGIC, GPT2_MAGIC); put_u32(h + H_VERSION, GPT2_VERSION); put_u32(h + H_HEADER_SIZE, GPT2_HEADER_SIZE);
     put_u32(h + H_N_LAYER, (uint32_t)c->n_layer); put_u32(h + H_N_HEAD, (uint32_t)c->n_head);
     put_u32(h + H_N_EMBD, (uint32_t)c->n_embd); put_u32(h + H_N_CTX, (uint32_t)c->n_ctx);
     put_u32(h + H_VOCAB, (uint32_t)c->vocab_size); memcpy(h + H_LN_EPS, &c->ln_eps, 4);
-    put_u32(h + H_FLAGS, GPT2_FLAG_TIED_HEAD); put_u32(h + H_EOT, (uint32_t)c->eot_token);
+    put_u32(h + H_REQUIRED, GPT2_REQUIRED_TIED_HEAD); put_u32(h + H_EOT, (uint32_t)c->eot_token);
     put_u32(h + H_N_TENSORS, (uint32_t)n); put_u64(h + H_TABLE_OFFSET, GPT2_HEADER_SIZE);
-    put_u64(h + H_TOKENIZER_OFFSET, tok_off); put_u64(h + H_TOKENIZER_SIZE, tok_size); put_u64(h + H_FILE_SIZE, off);
+    put_u64(h + H_TOKENIZER_OFFSET, tok_off); put_u64(h + H_TOKENIZER_SIZE, tok_size); put_u64(h + H_FILE_SIZE, file_size);
     uint8_t counts[16] = {0};
     put_u32(counts, (uint32_t)v->n_tokens); put_u32(counts + 4, (uint32_t)v->n_merges); put_u32(counts + 8, (uint32_t)v->n_special);
-    bool ok = fwrite(h, 1, sizeof h, w->f) == sizeof h &&
-              fwrite(table, GPT2_TENSOR_ENTRY_SIZE, (size_t)n, w->f) == (size_t)n &&
-              write_zeros(w->f, tok_off - table_end) &&
-              fwrite(counts, 1, 16, w->f) == 16 &&
-              fwrite(v->offsets, 4, (size_t)v->n_tokens + 1, w->f) == (size_t)v->n_tokens + 1 &&
-              fwrite(v->merges, 8, (size_t)v->n_merges, w->f) == (size_t)v->n_merges &&
-              fwrite(v->special, 4, (size_t)v->n_special, w->f) == (size_t)v->n_special &&
-              fwrite(v->bytes, 1, v->offsets[v->n_tokens], w->f) == v->offsets[v->n_tokens];
+    bool ok = write_items(w->f, h, 1, sizeof h) && write_items(w->f, table, GPT2_TENSOR_ENTRY_SIZE, (size_t)n) &&
+              write_zeros(w->f, tok_off - table_end) && write_items(w->f, counts, 1, 16) &&
+              write_items(w->f, v->offsets, 4, (size_t)v->n_tokens + 1) && write_items(w->f, v->merges, 8, (size_t)v->n_merges) &&
+              write_items(w->f, v->special, 4, (size_t)v->n_special) && write_items(w->f, v->bytes, 1, v->offsets[v->n_tokens]);
     free(table);
-    if (!ok) { fail(err, errlen, "%s: write failed: %s", w->tmp_path, strerror(errno)); gpt2_writer_abort(w); return NULL; }
+    if (!ok) { fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno)); gpt2_writer_abort(w); return NULL; }
     w->offset = tok_off + tok_size;
     return w;
 }
 
 int gpt2_writer_tensor(gpt2_writer *w, const float *data, char *err, size_t errlen) {
-    int rows = 0, cols = 0;
-    if (gpt2_tensor_info(&w->config, w->next_tensor, NULL, 0, &rows, &cols))
+    if (w->next_tensor == gpt2_tensor_count(&w->config))
         return fail(err, errlen, "all %d tensors were already written", gpt2_tensor_count(&w->config));
-    size_t count = (size_t)rows * (size_t)cols;
-    uint64_t start = align_up(w->offset, GPT2_ALIGN);
-    if (!write_zeros(w->f, start - w->offset) || fwrite(data, sizeof(float), count, w->f) != count)
-        return fail(err, errlen, "%s: write failed: %s", w->tmp_path, strerror(errno));
-    w->offset = start + count * sizeof(float);
+    const TensorEntry *t = &w->table[w->next_tensor];
+    size_t count = (size_t)t->rows * (size_t)t->cols;
+    if (!write_zeros(w->f, t->offset - w->offset) || fwrite(data, sizeof(float), count, w->f) != count)
+        return fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno));
+    w->offset = t->offset + t->nbytes;
     w->next_tensor++;
     return 0;
 }
@@ -461,13 +607,19 @@ int gpt2_writer_close(gpt2_writer *w, char *err, size_t errlen) {
     if (w->next_tensor != n) {
         rc = fail(err, errlen, "%s: only %d of %d tensors were written", w->path, w->next_tensor, n);
     } else if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
-        rc = fail(err, errlen, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        rc = fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno));
     }
-    if (fclose(w->f) != 0 && rc == 0) rc = fail(err, errlen, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    if (fclose(w->f) != 0 && rc == 0) rc = fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno));
     w->f = NULL;
-    if (rc == 0 && rename(w->tmp_path, w->path) != 0) rc = fail(err, errlen, "%s: %s", w->path, strerror(errno));
+    if (rc == 0) {  /* what the loader refuses must not replace what was there */
+        char why[GPT2_ERR_MAX];
+        gpt2_model *check = gpt2_load(w->tmp_path, why, sizeof why);
+        if (!check) rc = fail(err, errlen, "the written model does not load: %s", why);
+        gpt2_free(check);
+    }
+    if (rc == 0 && rename(w->tmp_path, w->path) != 0) rc = fail(err, errlen, "%s: %s", w->path, ERRNO_TEXT(errno));
     if (rc != 0) remove(w->tmp_path);
-    free(w->path); free(w->tmp_path); free(w);
+    writer_free(w);
     return rc;
 }
 
@@ -475,7 +627,7 @@ void gpt2_writer_abort(gpt2_writer *w) {
     if (!w) return;
     if (w->f) fclose(w->f);
     remove(w->tmp_path);
-    free(w->path); free(w->tmp_path); free(w);
+    writer_free(w);
 }
 
 /* ============================================================================================
@@ -487,8 +639,7 @@ void gpt2_writer_abort(gpt2_writer *w) {
  * are identical for any thread count. */
 typedef void (*task_fn)(void *arg, int begin, int end, int thread);
 
-/* The cores this process may run on (its affinity mask), or the online count. */
-static int available_cores(void) {
+int gpt2_available_cores(void) {
 #ifdef __linux__
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
@@ -497,20 +648,21 @@ static int available_cores(void) {
     return n > 0 ? (int)n : 1;
 }
 
-typedef struct ThreadPool ThreadPool;
-typedef struct { ThreadPool *pool; int index; } Worker;
+typedef struct { gpt2_pool *pool; int index; } Worker;
 
 /* Waiting is a spin, then a sleep. A forward pass runs a task every few microseconds, too
  * often to pay for a futex wake-up each time; between forward passes threads go to sleep.
  * With more threads than cores, a spinning thread would hold the core its partner needs:
  * then threads only sleep. */
 #define SPIN_NS 100000
+#define MAX_THREADS 1024
 
-struct ThreadPool {
+struct gpt2_pool {
     int n_threads;             /* including the calling thread */
     double spin_ms;            /* how long a waiting thread spins before it sleeps */
     pthread_t *threads;        /* [n_threads - 1] */
     Worker *workers;
+    pthread_mutex_t run_lock;  /* one task at a time: contexts sharing the pool take turns */
     /* the current task, published by the release increment of `generation` */
     task_fn fn;
     void *arg;
@@ -537,7 +689,7 @@ static inline void cpu_relax(void) {
 
 /* A bounded spin: `while (!condition && spin_more(&spin)) {}` spins up to spin_ms. */
 typedef struct { double deadline; int rounds; } Spin;
-static Spin spin_start(const ThreadPool *p) { return (Spin){p->spin_ms > 0 ? now_ms() + p->spin_ms : 0, 0}; }
+static Spin spin_start(const gpt2_pool *p) { return (Spin){p->spin_ms > 0 ? now_ms() + p->spin_ms : 0, 0}; }
 static bool spin_more(Spin *s) {
     if (s->deadline == 0) return false;
     if (++s->rounds % 256 == 0 && now_ms() > s->deadline) return false;  /* a clock read now and then */
@@ -545,7 +697,7 @@ static bool spin_more(Spin *s) {
     return true;
 }
 
-static void pool_work(ThreadPool *p, int thread) {
+static void pool_work(gpt2_pool *p, int thread) {
     for (;;) {
         int begin = atomic_fetch_add_explicit(&p->next_item, p->chunk, memory_order_relaxed);
         if (begin >= p->n_items) return;
@@ -555,7 +707,7 @@ static void pool_work(ThreadPool *p, int thread) {
 
 static void *pool_worker(void *arg) {
     Worker *self = arg;
-    ThreadPool *p = self->pool;
+    gpt2_pool *p = self->pool;
     unsigned seen = 0;
     for (;;) {
         Spin spin = spin_start(p);
@@ -579,7 +731,7 @@ static void *pool_worker(void *arg) {
 }
 
 /* Publishes a new generation (a task, or quit) and wakes sleeping workers. */
-static void pool_publish(ThreadPool *p) {
+static void pool_publish(gpt2_pool *p) {
     atomic_fetch_add(&p->generation, 1);
     if (atomic_load(&p->sleepers)) {
         pthread_mutex_lock(&p->lock);
@@ -589,10 +741,11 @@ static void pool_publish(ThreadPool *p) {
 }
 
 /* Runs fn over [0, n_items) in chunks of `chunk` items on all threads; returns when done. */
-static void pool_run(ThreadPool *p, task_fn fn, void *arg, int n_items, int chunk) {
+static void pool_run(gpt2_pool *p, task_fn fn, void *arg, int n_items, int chunk) {
     if (n_items <= 0) return;
     if (chunk < 1) chunk = 1;
     if (p->n_threads == 1 || n_items <= chunk) { fn(arg, 0, n_items, 0); return; }
+    pthread_mutex_lock(&p->run_lock);
     p->fn = fn; p->arg = arg; p->n_items = n_items; p->chunk = chunk;
     atomic_store_explicit(&p->next_item, 0, memory_order_relaxed);
     atomic_store_explicit(&p->running, p->n_threads - 1, memory_order_relaxed);
@@ -607,56 +760,68 @@ static void pool_run(ThreadPool *p, task_fn fn, void *arg, int n_items, int chun
         atomic_store(&p->caller_asleep, false);
         pthread_mutex_unlock(&p->lock);
     }
+    pthread_mutex_unlock(&p->run_lock);
 }
 
 /* A chunk size giving each thread about four chunks (for balance), a multiple of `unit`. */
-static int pool_chunk(const ThreadPool *p, int n_items, int unit) {
+static int pool_chunk(const gpt2_pool *p, int n_items, int unit) {
     int chunk = (n_items + 4 * p->n_threads - 1) / (4 * p->n_threads);
     return (chunk + unit - 1) / unit * unit;
 }
 
-static int pool_init(ThreadPool *p, int n_threads, char *err, size_t errlen) {
-    memset(p, 0, sizeof *p);
-    p->n_threads = n_threads;
-    p->spin_ms = n_threads <= available_cores() ? SPIN_NS / 1e6 : 0;
+gpt2_pool *gpt2_pool_new(int n_threads, char *err, size_t errlen) {
+    if (n_threads == 0) n_threads = gpt2_available_cores();
+    if (n_threads < 1 || n_threads > MAX_THREADS) { fail(err, errlen, "thread count %d is outside [1, %d]", n_threads, MAX_THREADS); return NULL; }
+    gpt2_pool *p = calloc(1, sizeof *p);
+    if (!p) { fail(err, errlen, "out of memory"); return NULL; }
+    p->n_threads = 1;  /* until the workers have started */
+    p->spin_ms = n_threads <= gpt2_available_cores() ? SPIN_NS / 1e6 : 0;
     atomic_init(&p->next_item, 0);
     atomic_init(&p->generation, 0);
     atomic_init(&p->running, 0);
     atomic_init(&p->quit, false);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->caller_asleep, false);
+    pthread_mutex_init(&p->run_lock, NULL);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->start, NULL);
     pthread_cond_init(&p->finished, NULL);
-    if (n_threads == 1) return 0;
+    if (n_threads == 1) return p;
     p->threads = calloc((size_t)n_threads - 1, sizeof *p->threads);
     p->workers = calloc((size_t)n_threads - 1, sizeof *p->workers);
-    if (!p->threads || !p->workers) { p->n_threads = 1; return fail(err, errlen, "out of memory"); }
+    if (!p->threads || !p->workers) { fail(err, errlen, "out of memory"); gpt2_pool_free(p); return NULL; }
     for (int i = 0; i < n_threads - 1; i++) {
         p->workers[i] = (Worker){p, i + 1};
         int rc = pthread_create(&p->threads[i], NULL, pool_worker, &p->workers[i]);
         if (rc) {
-            p->n_threads = i + 1;  /* join only those that started */
-            return fail(err, errlen, "cannot start thread %d of %d: %s", i + 2, n_threads, strerror(rc));
+            fail(err, errlen, "cannot start thread %d of %d: %s", i + 2, n_threads, ERRNO_TEXT(rc));
+            gpt2_pool_free(p);  /* joins those that started */
+            return NULL;
         }
+        p->n_threads = i + 2;
     }
-    return 0;
+    return p;
 }
 
-static void pool_destroy(ThreadPool *p) {
+void gpt2_pool_free(gpt2_pool *p) {
+    if (!p) return;
     atomic_store(&p->quit, true);
     pool_publish(p);
     for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->threads[i], NULL);
     free(p->threads);
     free(p->workers);
+    pthread_mutex_destroy(&p->run_lock);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->start);
     pthread_cond_destroy(&p->finished);
+    free(p);
 }
 
+int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
 
 /* ============================================================================================
- * Kernels. One SIMD vector type per architecture and a plain C fallback.
+ * Kernels: plain functions of explicit shapes. One SIMD vector type per architecture and a
+ * plain C fallback.
  *
  * A matmul y[t][o] = b[o] + Σ_i W[o][i]·x[t][i] comes in two shapes. Decoding one position
  * reads every weight once for two FLOPs, so it is a race through memory: vectors run along a
@@ -729,25 +894,13 @@ typedef float vec;
 #define DOT_ROWS 4     /* weight rows a decoding tile reads side by side */
 #define BATCH_MIN 4    /* from this many positions on, a matmul uses the batched kernel */
 
+const char *gpt2_kernel_name(void) { return SIMD_NAME; }
+
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define ALWAYS_INLINE inline
 #endif
-
-/* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
-typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
-
-typedef struct {
-    float *out;          /* (T, n_out) */
-    const float *in;     /* (T, n_in) */
-    float *in_t;         /* (n_in, T_padded): the batch transposed, for the batched kernel */
-    int T_padded;        /* T rounded up to whole vectors */
-    const float *w;      /* (n_out, n_in) */
-    const float *bias;   /* (n_out) or NULL */
-    int T, n_in, n_out;
-    Epilogue epilogue;
-} Matmul;
 
 /* e^x to within 3e-7 relative, from arithmetic the compiler vectorizes (libm's expf and tanhf
  * are calls, one element at a time, and GELU and the softmaxes run millions of them):
@@ -774,16 +927,63 @@ static inline float exp_approx(float x) {
     return p * scale;
 }
 
-/* GELU, tanh form (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))),
- * computed as x / (1 + e^(-2u)) with u the tanh argument, since 0.5·(1 + tanh u) = 1/(1 + e^(-2u)).
- * A loop over an array, so that it vectorizes. */
-static void gelu(float *x, int n) {
-    const float sqrt_2_over_pi = 0.7978845608028654f;
-    for (int i = 0; i < n; i++) {
-        float u = sqrt_2_over_pi * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
-        x[i] = x[i] / (1.0f + exp_approx(-2.0f * u));
+/* x = wte[token] + wpe[position] for T tokens at positions pos0, pos0 + 1, ... */
+static void embed(float *x, const Tensor *wte, const Tensor *wpe, const int *tokens, int pos0, int T) {
+    const int C = wte->cols;
+    for (int t = 0; t < T; t++) {
+        const float *te = (const float *)((const uint8_t *)wte->data + (size_t)tokens[t] * wte->row_bytes);
+        const float *pe = (const float *)((const uint8_t *)wpe->data + (size_t)(pos0 + t) * wpe->row_bytes);
+        for (int i = 0; i < C; i++) x[(size_t)t * C + i] = te[i] + pe[i];
     }
 }
+
+/* LayerNorm over each of T rows of C: y = (x - mean) / sqrt(var + eps) · w + b, with the
+ * biased variance (divided by C), as GPT-2 does. mean and rstd (T each), when not NULL,
+ * receive what the backward pass needs. */
+static void layernorm(float *out, const float *in, const float *w, const float *b, int T, int C, float eps,
+                      float *mean_out, float *rstd_out) {
+    for (int t = 0; t < T; t++) {
+        const float *x = in + (size_t)t * C;
+        float *y = out + (size_t)t * C;
+        float mean = 0.0f, var = 0.0f;
+        for (int i = 0; i < C; i++) mean += x[i];
+        mean /= C;
+        for (int i = 0; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
+        var /= C;
+        float rstd = 1.0f / sqrtf(var + eps);
+        for (int i = 0; i < C; i++) y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+        if (mean_out) mean_out[t] = mean;
+        if (rstd_out) rstd_out[t] = rstd;
+    }
+}
+
+/* GELU, tanh form (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))),
+ * computed as x / (1 + e^(-2u)) with u the tanh argument, since 0.5·(1 + tanh u) = 1/(1 + e^(-2u)).
+ * A loop over an array, so that it vectorizes; out may be in. */
+static void gelu(float *out, const float *in, size_t n) {
+    const float sqrt_2_over_pi = 0.7978845608028654f;
+    for (size_t i = 0; i < n; i++) {
+        float x = in[i], u = sqrt_2_over_pi * (x + 0.044715f * x * x * x);
+        out[i] = x / (1.0f + exp_approx(-2.0f * u));
+    }
+}
+
+/* ---- matmul ------------------------------------------------------------------------------- */
+
+/* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
+typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
+
+typedef struct {
+    float *out;          /* (T, n_out) */
+    const float *in;     /* (T, n_in) */
+    float *in_t;         /* (n_in, T_padded): the batch transposed, for the batched kernel */
+    int T_padded;        /* T rounded up to whole vectors */
+    const float *w;      /* (n_out, n_in), rows w_stride floats apart */
+    size_t w_stride;
+    const float *bias;   /* (n_out) or NULL */
+    int T, n_in, n_out;
+    Epilogue epilogue;
+} Matmul;
 
 static inline void matmul_store(const Matmul *m, int o, int t, float y) {
     float *out = m->out + (size_t)t * m->n_out + o;
@@ -794,23 +994,27 @@ static inline void matmul_store(const Matmul *m, int o, int t, float y) {
 
 static void matmul_finish(const Matmul *m, int begin, int end) {
     if (m->epilogue == STORE_GELU)
-        for (int t = 0; t < m->T; t++) gelu(m->out + (size_t)t * m->n_out + begin, end - begin);
+        for (int t = 0; t < m->T; t++) {
+            float *row = m->out + (size_t)t * m->n_out + begin;
+            gelu(row, row, (size_t)(end - begin));
+        }
 }
 
 /* Decoding: `rows` outputs of position t, one dot product each, over weight rows read side by
  * side. With a constant `rows` the accumulators live in registers. */
 static ALWAYS_INLINE void matmul_dot_tile(const Matmul *m, int o, int t, const int rows) {
     const int n = m->n_in, nv = n - n % VEC_WIDTH;
-    const float *w = m->w + (size_t)o * n, *x = m->in + (size_t)t * n;
+    const size_t ws = m->w_stride;
+    const float *w = m->w + (size_t)o * ws, *x = m->in + (size_t)t * n;
     vec acc[DOT_ROWS];
     for (int r = 0; r < rows; r++) acc[r] = vec_zero();
     for (int i = 0; i < nv; i += VEC_WIDTH) {
         vec xv = vec_load(x + i);
-        for (int r = 0; r < rows; r++) acc[r] = vec_fma(vec_load(w + (size_t)r * n + i), xv, acc[r]);
+        for (int r = 0; r < rows; r++) acc[r] = vec_fma(vec_load(w + r * ws + i), xv, acc[r]);
     }
     for (int r = 0; r < rows; r++) {
         float s = vec_sum(acc[r]);
-        for (int i = nv; i < n; i++) s += w[(size_t)r * n + i] * x[i];
+        for (int i = nv; i < n; i++) s += w[r * ws + i] * x[i];
         matmul_store(m, o + r, t, s);
     }
 }
@@ -830,7 +1034,8 @@ static void matmul_dot_task(void *arg, int begin, int end, int thread) {
  * W[o][i] is broadcast and multiplied into the transposed batch's row i. */
 static ALWAYS_INLINE void matmul_batch_tile(const Matmul *m, int o, int t, const int rows, const int vecs) {
     const int n = m->n_in;
-    const float *w = m->w + (size_t)o * n;
+    const size_t ws = m->w_stride;
+    const float *w = m->w + (size_t)o * ws;
     vec acc[BATCH_ROWS][BATCH_VECS];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < vecs; v++) acc[r][v] = vec_zero();
@@ -839,7 +1044,7 @@ static ALWAYS_INLINE void matmul_batch_tile(const Matmul *m, int o, int t, const
         vec xv[BATCH_VECS];
         for (int v = 0; v < vecs; v++) xv[v] = vec_load(x + v * VEC_WIDTH);
         for (int r = 0; r < rows; r++) {
-            vec wv = vec_set1(w[(size_t)r * n + i]);
+            vec wv = vec_set1(w[r * ws + i]);
             for (int v = 0; v < vecs; v++) acc[r][v] = vec_fma(wv, xv[v], acc[r][v]);
         }
     }
@@ -878,33 +1083,104 @@ static void transpose_task(void *arg, int begin, int end, int thread) {
     }
 }
 
-/* out (T, n_out) ⟵ in (T, n_in) · wᵀ + bias, with the epilogue, split by output rows.
- * in_t is scratch for the transposed batch: n_in × (T rounded up to a vector) floats. */
-static void matmul(ThreadPool *pool, float *in_t, float *out, const float *in, const float *w, const float *bias,
-                   int T, int n_in, int n_out, Epilogue epilogue) {
-    Matmul m = {out, in, in_t, (T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH, w, bias, T, n_in, n_out, epilogue};
-    if (T < BATCH_MIN) {
-        pool_run(pool, matmul_dot_task, &m, n_out, pool_chunk(pool, n_out, DOT_ROWS));
-        return;
-    }
-    pool_run(pool, transpose_task, &m, n_in, pool_chunk(pool, n_in, 16));
-    pool_run(pool, matmul_batch_task, &m, n_out, pool_chunk(pool, n_out, BATCH_ROWS));
+/* Floats of scratch a matmul of T positions with n_in inputs needs (the transposed batch). */
+static size_t matmul_scratch_floats(int T, int n_in) {
+    return (size_t)n_in * (size_t)((T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH);
 }
 
-/* LayerNorm over each of T rows of C: y = (x - mean) / sqrt(var + eps) · w + b, with the
- * biased variance (divided by C), as GPT-2 does. */
-static void layernorm(float *out, const float *in, const float *w, const float *b, int T, int C, float eps) {
-    for (int t = 0; t < T; t++) {
-        const float *x = in + (size_t)t * C;
-        float *y = out + (size_t)t * C;
-        float mean = 0.0f, var = 0.0f;
-        for (int i = 0; i < C; i++) mean += x[i];
-        mean /= C;
-        for (int i = 0; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
-        var /= C;
-        float rstd = 1.0f / sqrtf(var + eps);
-        for (int i = 0; i < C; i++) y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+/* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
+ * the pool. scratch holds matmul_scratch_floats(T, w.cols) floats. */
+static void matmul(gpt2_pool *pool, float *scratch, float *out, const float *in, const Tensor *w, const float *bias,
+                   int T, Epilogue epilogue) {
+    Matmul m = {out, in, scratch, (T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH, w->data, w->row_bytes / sizeof(float),
+                bias, T, w->cols, w->rows, epilogue};
+    if (T < BATCH_MIN) {
+        pool_run(pool, matmul_dot_task, &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
+        return;
     }
+    pool_run(pool, transpose_task, &m, m.n_in, pool_chunk(pool, m.n_in, 16));
+    pool_run(pool, matmul_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
+}
+
+/* ---- attention ---------------------------------------------------------------------------- */
+
+/* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
+ *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
+ * the mask being the bound on j: a query never scores the keys after its own position. */
+typedef struct {
+    float *out;            /* (T, out_stride): head h at channels h·HS … */
+    int out_stride;
+    const float *q;        /* (T, q_stride): head h at channels h·HS … */
+    int q_stride;
+    const float *keys;     /* (NH, HS, key_stride), transposed: keys[h][d][j] = k_j[h·HS + d] */
+    int key_stride;        /* a multiple of VEC_WIDTH, ≥ pos0 + T */
+    const float *values;   /* v_j of head h at values + h·value_head_stride + j·value_stride */
+    size_t value_head_stride, value_stride;
+    float *scores;         /* (threads, key_stride) scratch */
+    float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query, for training */
+    int T, pos0, NH, HS;
+} Attention;
+
+/* out[0, blocks·VEC_WIDTH) = Σ_k a[k] · rows[k·stride + (0, blocks·VEC_WIDTH)]: a weighted sum of
+ * n rows, kept in registers across all of them. Attention does both of its products with it:
+ * scores = Σ_d q[d] · (keys' channel d, across positions), since keys are stored transposed,
+ * and out = Σ_j p[j] · v_j. No vector needs reducing at the end. */
+static ALWAYS_INLINE void weighted_rows(float *out, const float *a, const float *rows, size_t stride, int n, const int blocks) {
+    vec acc[4];
+    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
+    for (int k = 0; k < n; k++) {
+        vec ak = vec_set1(a[k]);
+        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(ak, vec_load(rows + (size_t)k * stride + b * VEC_WIDTH), acc[b]);
+    }
+    for (int b = 0; b < blocks; b++) vec_store(out + b * VEC_WIDTH, acc[b]);
+}
+
+static void attention_task(void *arg, int begin, int end, int thread) {
+    const Attention *a = arg;
+    const int HS = a->HS, ks = a->key_stride;
+    const float scale = 1.0f / sqrtf((float)HS);
+    float *scores = a->scores + (size_t)thread * ks;
+    for (int item = begin; item < end; item++) {
+        /* head-major: a thread takes consecutive positions of one head, whose keys and values
+         * then stay in cache from one query to the next */
+        int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;
+        const float *q = a->q + (size_t)t * a->q_stride + h * HS;
+        const float *keys = a->keys + (size_t)h * HS * ks;
+        const float *values = a->values + h * a->value_head_stride;
+        float *out = a->out + (size_t)t * a->out_stride + h * HS;
+        float *p = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : scores;
+        /* p = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
+        int j = 0;
+        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) weighted_rows(p + j, q, keys + j, ks, HS, 4);
+        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) weighted_rows(p + j, q, keys + j, ks, HS, 1);
+        for (; j < n_keys; j++) {
+            float s = 0.0f;
+            for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ks + j];
+            p[j] = s;
+        }
+        float max = -INFINITY, sum = 0.0f;
+        for (j = 0; j < n_keys; j++) {
+            p[j] *= scale;
+            if (p[j] > max) max = p[j];
+        }
+        for (j = 0; j < n_keys; j++) p[j] = exp_approx(p[j] - max);
+        for (j = 0; j < n_keys; j++) sum += p[j];
+        float inv_sum = 1.0f / sum;
+        for (j = 0; j < n_keys; j++) p[j] *= inv_sum;
+        /* out = Σ_j p_j · v_j */
+        int i = 0;
+        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) weighted_rows(out + i, p, values + i, a->value_stride, n_keys, 4);
+        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) weighted_rows(out + i, p, values + i, a->value_stride, n_keys, 1);
+        for (; i < HS; i++) {
+            float s = 0.0f;
+            for (j = 0; j < n_keys; j++) s += p[j] * values[(size_t)j * a->value_stride + i];
+            out[i] = s;
+        }
+    }
+}
+
+static void attention(gpt2_pool *pool, const Attention *a) {
+    pool_run(pool, attention_task, (void *)a, a->T * a->NH, pool_chunk(pool, a->T * a->NH, 1));
 }
 
 /* ============================================================================================
@@ -916,8 +1192,13 @@ _Static_assert(MAX_BATCH % 16 == 0, "a batch is whole vectors of positions for e
 
 struct gpt2_context {
     const gpt2_model *model;
+    gpt2_pool *pool;
+    bool owns_pool;
     int n_ctx;           /* positions the cache holds */
     int pos;             /* positions filled */
+    int *tokens;         /* (n_ctx + 1): the ids at positions 0 … pos - 1, then the pending one */
+    bool has_pending;    /* tokens[pos] was chosen by gpt2_next and is not in the cache yet */
+    int logits_pos;      /* logits hold the prediction after this many positions (-1: none) */
     float *k_cache;      /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
     int key_stride;      /* n_ctx rounded up and padded, so that rows are not a power of two apart (cache sets) */
     float *v_cache;      /* (L, NH, n_ctx, HS): values, a row per position */
@@ -927,219 +1208,182 @@ struct gpt2_context {
     float *qkv;          /* (MAX_BATCH, 3C) queries, keys, values */
     float *attn;         /* (MAX_BATCH, C) attention output, heads side by side */
     float *fc;           /* (MAX_BATCH, 4C) MLP hidden layer */
-    float *in_t;         /* (4C, MAX_BATCH) a matmul's input, transposed */
-    float *scores;       /* (threads, n_ctx) attention weights, scratch per thread */
+    float *scratch;      /* a matmul's input, transposed: (4C, MAX_BATCH) */
+    float *scores;       /* (threads, key_stride) attention weights, scratch per thread */
     float *logits;       /* (V) of the last position */
-    ThreadPool pool;
 };
 
-gpt2_context *gpt2_context_new(const gpt2_model *m, int n_ctx, int n_threads, char *err, size_t errlen) {
+/* The buffers of a context, in elements; false if their bytes would pass `limit` (SIZE_MAX;
+ * the tests also try what a 32-bit machine would say). */
+typedef struct { size_t k_cache, v_cache, batch_C, scratch, scores, logits, tokens; } ContextSizes;
+static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n_threads, uint64_t limit, ContextSizes *s) {
+    const uint64_t LC = (uint64_t)c->n_layer * (uint64_t)c->n_embd;
+    uint64_t k_cache, v_cache, batch_C = (uint64_t)MAX_BATCH * (uint64_t)c->n_embd, total;
+    if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
+    const uint64_t scratch = (uint64_t)matmul_scratch_floats(MAX_BATCH, 4 * c->n_embd);
+    const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
+    const uint64_t tokens = (uint64_t)n_ctx + 1;
+    /* every element is 4 bytes (float or int); x, xn and attn are batch_C, qkv 3 and fc 4 of it */
+    if (!add_u64(k_cache, v_cache, &total) || !add_u64(total, 10 * batch_C + scratch + scores + logits + tokens, &total) ||
+        !mul_u64(total, 4, &total) || total > limit)
+        return false;
+    *s = (ContextSizes){(size_t)k_cache, (size_t)v_cache, (size_t)batch_C, (size_t)scratch, (size_t)scores,
+                        (size_t)logits, (size_t)tokens};
+    return true;
+}
+
+gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *params, char *err, size_t errlen) {
+    const gpt2_context_params defaults = {0};
     const gpt2_config *c = &m->config;
-    if (n_ctx == 0) n_ctx = c->n_ctx;
+    if (!params) params = &defaults;
+    int n_ctx = params->n_ctx ? params->n_ctx : c->n_ctx;
     if (n_ctx < 1 || n_ctx > c->n_ctx) {
         fail(err, errlen, "context size %d is outside [1, %d] (the model's positions)", n_ctx, c->n_ctx);
         return NULL;
     }
-    if (n_threads == 0) n_threads = available_cores();
-    if (n_threads < 1 || n_threads > 1024) { fail(err, errlen, "thread count %d is outside [1, 1024]", n_threads); return NULL; }
     gpt2_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx) { fail(err, errlen, "out of memory"); return NULL; }
     ctx->model = m;
     ctx->n_ctx = n_ctx;
+    ctx->logits_pos = -1;
     ctx->key_stride = (n_ctx + 15) / 16 * 16 + 16;
-    size_t C = (size_t)c->n_embd, cache = (size_t)c->n_layer * (size_t)n_ctx * C;  /* sizes capped at load */
-    ctx->k_cache = malloc((size_t)c->n_layer * C * (size_t)ctx->key_stride * sizeof(float));
-    ctx->v_cache = malloc(cache * sizeof(float));
-    ctx->x = malloc(MAX_BATCH * C * sizeof(float));
-    ctx->xn = malloc(MAX_BATCH * C * sizeof(float));
-    ctx->qkv = malloc(MAX_BATCH * 3 * C * sizeof(float));
-    ctx->attn = malloc(MAX_BATCH * C * sizeof(float));
-    ctx->fc = malloc(MAX_BATCH * 4 * C * sizeof(float));
-    ctx->in_t = malloc(MAX_BATCH * 4 * C * sizeof(float));
-    ctx->scores = malloc((size_t)n_threads * (size_t)n_ctx * sizeof(float));
-    ctx->logits = malloc((size_t)c->vocab_size * sizeof(float));
-    if (!ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->qkv || !ctx->attn || !ctx->fc || !ctx->in_t || !ctx->scores ||
-        !ctx->logits) {
-        fail(err, errlen, "out of memory for a context of %d positions (the KV cache needs %.1f MB)", n_ctx,
-             2.0 * cache * sizeof(float) / 1e6);
-        ctx->pool.n_threads = 0;
+    if (params->pool) ctx->pool = params->pool;
+    else if ((ctx->pool = gpt2_pool_new(params->n_threads, err, errlen))) ctx->owns_pool = true;
+    else { free(ctx); return NULL; }
+
+    ContextSizes s;
+    if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, SIZE_MAX, &s)) {
+        fail(err, errlen, "a context of %d positions for this model needs more memory than this machine can address", n_ctx);
         gpt2_context_free(ctx);
         return NULL;
     }
-    if (pool_init(&ctx->pool, n_threads, err, errlen)) { gpt2_context_free(ctx); return NULL; }
+    ctx->tokens = malloc(s.tokens * sizeof(int));
+    ctx->k_cache = malloc(s.k_cache * sizeof(float));
+    ctx->v_cache = malloc(s.v_cache * sizeof(float));
+    ctx->x = malloc(s.batch_C * sizeof(float));
+    ctx->xn = malloc(s.batch_C * sizeof(float));
+    ctx->attn = malloc(s.batch_C * sizeof(float));
+    ctx->qkv = malloc(3 * s.batch_C * sizeof(float));
+    ctx->fc = malloc(4 * s.batch_C * sizeof(float));
+    ctx->scratch = malloc(s.scratch * sizeof(float));
+    ctx->scores = malloc(s.scores * sizeof(float));
+    ctx->logits = malloc(s.logits * sizeof(float));
+    if (!ctx->tokens || !ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->attn || !ctx->qkv || !ctx->fc ||
+        !ctx->scratch || !ctx->scores || !ctx->logits) {
+        fail(err, errlen, "out of memory for a context of %d positions (the KV cache needs %.1f MB)", n_ctx,
+             (double)(s.k_cache + s.v_cache) * sizeof(float) / 1e6);
+        gpt2_context_free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 
 void gpt2_context_free(gpt2_context *ctx) {
     if (!ctx) return;
-    if (ctx->pool.n_threads) pool_destroy(&ctx->pool);
+    if (ctx->owns_pool) gpt2_pool_free(ctx->pool);
+    free(ctx->tokens);
     free(ctx->k_cache); free(ctx->v_cache);
-    free(ctx->x); free(ctx->xn); free(ctx->qkv); free(ctx->attn); free(ctx->fc); free(ctx->in_t);
+    free(ctx->x); free(ctx->xn); free(ctx->attn); free(ctx->qkv); free(ctx->fc); free(ctx->scratch);
     free(ctx->scores); free(ctx->logits);
     free(ctx);
 }
 
-int gpt2_context_threads(const gpt2_context *ctx) { return ctx->pool.n_threads; }
+const gpt2_model *gpt2_context_model(const gpt2_context *ctx) { return ctx->model; }
+int gpt2_context_threads(const gpt2_context *ctx) { return ctx->pool->n_threads; }
 int gpt2_context_size(const gpt2_context *ctx) { return ctx->n_ctx; }
-int gpt2_position(const gpt2_context *ctx) { return ctx->pos; }
-void gpt2_rewind(gpt2_context *ctx, int position) {
-    if (position >= 0 && position < ctx->pos) ctx->pos = position;
-}
-
-/* Causal self-attention for one layer: every (position, head) pair is one work item. */
-typedef struct {
-    gpt2_context *ctx;
-    const float *k_cache, *v_cache;  /* this layer's (NH, HS, key_stride) and (NH, n_ctx, HS) */
-    int pos0;                        /* absolute position of the batch's first row */
-    int T;                           /* rows in the batch */
-} Attention;
-
-/* scores[j] = q·k_j for `blocks` vectors of keys from j: keys are stored transposed, so each
- * channel d of q is broadcast against VEC_WIDTH keys at once, and nothing needs reducing. */
-static ALWAYS_INLINE void attention_scores(float *scores, const float *q, const float *keys, int stride, int HS, int j,
-                                           const int blocks) {
-    vec acc[4];
-    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
-    for (int d = 0; d < HS; d++) {
-        vec qd = vec_set1(q[d]);
-        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(qd, vec_load(keys + (size_t)d * stride + j + b * VEC_WIDTH), acc[b]);
-    }
-    for (int b = 0; b < blocks; b++) vec_store(scores + j + b * VEC_WIDTH, acc[b]);
-}
-
-/* out[i] = Σ_j weights[j]·v_j[i] for `blocks` vectors of channels from i: the sums stay in
- * registers across all the keys (summed through memory, each key would wait on the last). */
-static ALWAYS_INLINE void attention_values(float *out, const float *weights, const float *values, int n_keys, int HS, int i,
-                                           const int blocks) {
-    vec acc[4];
-    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
-    for (int j = 0; j < n_keys; j++) {
-        vec wj = vec_set1(weights[j]);
-        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(wj, vec_load(values + (size_t)j * HS + i + b * VEC_WIDTH), acc[b]);
-    }
-    for (int b = 0; b < blocks; b++) vec_store(out + i + b * VEC_WIDTH, acc[b]);
-}
-
-static void attention_task(void *arg, int begin, int end, int thread) {
-    const Attention *a = arg;
-    const gpt2_context *ctx = a->ctx;
+size_t gpt2_context_kv_bytes(const gpt2_context *ctx) {
     const gpt2_config *c = &ctx->model->config;
-    const int C = c->n_embd, NH = c->n_head, HS = C / NH, n_ctx = ctx->n_ctx;
-    const float scale = 1.0f / sqrtf((float)HS);
-    float *scores = ctx->scores + (size_t)thread * n_ctx;
-    for (int item = begin; item < end; item++) {
-        /* head-major: a thread takes consecutive positions of one head, whose keys and values
-         * then stay in cache from one query to the next */
-        int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;  /* position pos0 + t sees 0..itself */
-        const float *q = ctx->qkv + (size_t)t * 3 * C + h * HS;
-        const float *keys = a->k_cache + (size_t)h * HS * ctx->key_stride;
-        const float *values = a->v_cache + (size_t)h * n_ctx * HS;
-        float *out = ctx->attn + (size_t)t * C + h * HS;
-        /* scores = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
-        int j = 0;
-        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) attention_scores(scores, q, keys, ctx->key_stride, HS, j, 4);
-        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) attention_scores(scores, q, keys, ctx->key_stride, HS, j, 1);
-        for (; j < n_keys; j++) {
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ctx->key_stride + j];
-            scores[j] = s;
-        }
-        float max = -INFINITY, sum = 0.0f;
-        for (j = 0; j < n_keys; j++) {
-            scores[j] *= scale;
-            if (scores[j] > max) max = scores[j];
-        }
-        for (j = 0; j < n_keys; j++) scores[j] = exp_approx(scores[j] - max);
-        for (j = 0; j < n_keys; j++) sum += scores[j];
-        /* out = Σ_j softmax_j · v_j */
-        float inv_sum = 1.0f / sum;
-        for (j = 0; j < n_keys; j++) scores[j] *= inv_sum;
-        int i = 0;
-        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) attention_values(out, scores, values, n_keys, HS, i, 4);
-        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) attention_values(out, scores, values, n_keys, HS, i, 1);
-        for (; i < HS; i++) {
-            float s = 0.0f;
-            for (j = 0; j < n_keys; j++) s += scores[j] * values[(size_t)j * HS + i];
-            out[i] = s;
-        }
-    }
+    return sizeof(float) * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)(ctx->key_stride + ctx->n_ctx);
+}
+int gpt2_context_position(const gpt2_context *ctx) { return ctx->pos; }
+int gpt2_context_pending(const gpt2_context *ctx) { return ctx->has_pending ? ctx->tokens[ctx->pos] : -1; }
+const int *gpt2_context_tokens(const gpt2_context *ctx, int *n_tokens) {
+    *n_tokens = ctx->pos + ctx->has_pending;
+    return ctx->tokens;
+}
+void gpt2_context_rewind(gpt2_context *ctx, int position) {
+    if (position < 0) position = 0;
+    if (position < ctx->pos) ctx->pos = position;
+    ctx->has_pending = false;
 }
 
-/* Runs T ≤ MAX_BATCH tokens at positions pos..pos+T-1 through the model. Writes the logits of
- * every position into all_logits (T, V) if given, and those of the last into ctx->logits. */
-static void forward_batch(gpt2_context *ctx, const int *tokens, int T, float *all_logits) {
-    const gpt2_model *m = ctx->model;
-    const gpt2_config *c = &m->config;
-    const int C = c->n_embd, NH = c->n_head, HS = C / NH, V = c->vocab_size, pos = ctx->pos;
-    ThreadPool *pool = &ctx->pool;
+/* Runs the T ≤ MAX_BATCH tokens at tokens[pos … pos + T - 1] through the model, appending their
+ * keys and values to the cache. The logits of the last position go to ctx->logits; if
+ * all_logits is not NULL, those of positions first … T - 1 of the batch go there, (T - first, V). */
+static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
+    const gpt2_config *c = &ctx->model->config;
+    const Weights *w = &ctx->model->weights;
+    const int C = c->n_embd, NH = c->n_head, HS = C / NH, pos = ctx->pos, ks = ctx->key_stride;
+    gpt2_pool *pool = ctx->pool;
+    float *x = ctx->x, *xn = ctx->xn, *qkv = ctx->qkv, *attn = ctx->attn, *fc = ctx->fc, *scratch = ctx->scratch;
 
-    /* x = wte[token] + wpe[position] */
-    for (int t = 0; t < T; t++) {
-        const float *te = m->wte + (size_t)tokens[t] * C, *pe = m->wpe + (size_t)(pos + t) * C;
-        for (int i = 0; i < C; i++) ctx->x[(size_t)t * C + i] = te[i] + pe[i];
-    }
+    embed(x, &w->wte, &w->wpe, ctx->tokens + pos, pos, T);
 
     for (int l = 0; l < c->n_layer; l++) {
-        const float *const *w = m->blocks[l].w;
-        float *k_cache = ctx->k_cache + (size_t)l * C * ctx->key_stride;  /* (NH, HS, key_stride) */
-        float *v_cache = ctx->v_cache + (size_t)l * ctx->n_ctx * C;
+        const LayerWeights *lw = &w->layers[l];
+        float *k_cache = ctx->k_cache + (size_t)l * C * ks;            /* (NH, HS, key_stride) */
+        float *v_cache = ctx->v_cache + (size_t)l * ctx->n_ctx * C;    /* (NH, n_ctx, HS) */
 
         /* attention: x += proj(attention(ln_1(x))) */
-        layernorm(ctx->xn, ctx->x, w[LN1_W], w[LN1_B], T, C, c->ln_eps);
-        matmul(pool, ctx->in_t, ctx->qkv, ctx->xn, w[QKV_W], w[QKV_B], T, C, 3 * C, STORE);
-        /* append this batch's keys (transposed) and values to the cache */
-        for (int h = 0; h < NH; h++)
-            for (int d = 0; d < HS; d++) {
-                float *row = k_cache + ((size_t)h * HS + d) * ctx->key_stride + pos;
-                for (int t = 0; t < T; t++) row[t] = ctx->qkv[(size_t)t * 3 * C + C + h * HS + d];
-            }
+        layernorm(xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps, NULL, NULL);
+        matmul(pool, scratch, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
+        /* append this batch's keys (transposed: a cache row is one channel) and values */
+        for (int i = 0; i < C; i++)
+            for (int t = 0; t < T; t++) k_cache[(size_t)i * ks + pos + t] = qkv[(size_t)t * 3 * C + C + i];
         for (int t = 0; t < T; t++)
             for (int h = 0; h < NH; h++)
-                memcpy(v_cache + ((size_t)h * ctx->n_ctx + pos + t) * HS, ctx->qkv + (size_t)t * 3 * C + 2 * C + h * HS,
+                memcpy(v_cache + ((size_t)h * ctx->n_ctx + pos + t) * HS, qkv + (size_t)t * 3 * C + 2 * C + h * HS,
                        HS * sizeof(float));
-        Attention att = {ctx, k_cache, v_cache, pos, T};
-        pool_run(pool, attention_task, &att, T * NH, pool_chunk(pool, T * NH, 1));
-        matmul(pool, ctx->in_t, ctx->x, ctx->attn, w[ATTN_PROJ_W], w[ATTN_PROJ_B], T, C, C, ACCUMULATE);
+        attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
+                                     .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
+                                     .value_stride = HS, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
+        matmul(pool, scratch, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */
-        layernorm(ctx->xn, ctx->x, w[LN2_W], w[LN2_B], T, C, c->ln_eps);
-        matmul(pool, ctx->in_t, ctx->fc, ctx->xn, w[FC_W], w[FC_B], T, C, 4 * C, STORE_GELU);
-        matmul(pool, ctx->in_t, ctx->x, ctx->fc, w[FC_PROJ_W], w[FC_PROJ_B], T, 4 * C, C, ACCUMULATE);
+        layernorm(xn, x, lw->ln2_w, lw->ln2_b, T, C, c->ln_eps, NULL, NULL);
+        matmul(pool, scratch, fc, xn, &lw->fc_w, lw->fc_b, T, STORE_GELU);
+        matmul(pool, scratch, x, fc, &lw->fc_proj_w, lw->fc_proj_b, T, ACCUMULATE);
     }
 
-    /* logits = ln_f(x) · wteᵀ, for every position only when asked (the LM head is the
-     * biggest matmul: V rows) */
-    if (all_logits) {
-        layernorm(ctx->xn, ctx->x, m->lnf_w, m->lnf_b, T, C, c->ln_eps);
-        matmul(pool, ctx->in_t, all_logits, ctx->xn, m->wte, NULL, T, C, V, STORE);
-        memcpy(ctx->logits, all_logits + (size_t)(T - 1) * V, (size_t)V * sizeof(float));
+    /* logits = ln_f(x) · wteᵀ, for every position only when asked: the LM head is the biggest
+     * matmul (V rows). xn keeps ln_f's output (of the last position alone, when not asked). */
+    const int V = c->vocab_size;
+    if (all_logits && first < T) {
+        layernorm(xn, x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps, NULL, NULL);
+        matmul(pool, scratch, all_logits, xn, &w->wte, NULL, T - first, STORE);
+        memcpy(ctx->logits, all_logits + (size_t)(T - 1 - first) * V, (size_t)V * sizeof(float));
     } else {
-        layernorm(ctx->xn, ctx->x + (size_t)(T - 1) * C, m->lnf_w, m->lnf_b, 1, C, c->ln_eps);
-        matmul(pool, ctx->in_t, ctx->logits, ctx->xn, m->wte, NULL, 1, C, V, STORE);
+        layernorm(xn, x + (size_t)(T - 1) * C, w->lnf_w, w->lnf_b, 1, C, c->ln_eps, NULL, NULL);
+        matmul(pool, scratch, ctx->logits, xn, &w->wte, NULL, 1, STORE);
     }
     ctx->pos += T;
+    ctx->logits_pos = ctx->pos;
 }
 
 const float *gpt2_forward(gpt2_context *ctx, const int *tokens, int n, float *all_logits) {
-    const int V = ctx->model->config.vocab_size;
-    if (n < 1 || n > ctx->n_ctx - ctx->pos) return NULL;
+    const int V = ctx->model->config.vocab_size, pending = ctx->has_pending;
+    if (n < 1 || n > ctx->n_ctx - ctx->pos - pending) return NULL;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V) return NULL;
-    for (int done = 0; done < n; done += MAX_BATCH) {
-        int T = n - done < MAX_BATCH ? n - done : MAX_BATCH;
-        forward_batch(ctx, tokens + done, T, all_logits ? all_logits + (size_t)done * V : NULL);
+    memcpy(ctx->tokens + ctx->pos + pending, tokens, (size_t)n * sizeof *tokens);
+    ctx->has_pending = false;
+    /* the pending token leads the first batch; its logits are not the caller's */
+    for (int done = 0, total = n + pending; done < total;) {
+        int T = total - done < MAX_BATCH ? total - done : MAX_BATCH, first = done == 0 ? pending : 0;
+        forward(ctx, T, all_logits ? all_logits + (size_t)(done + first - pending) * V : NULL, first);
+        done += T;
     }
     return ctx->logits;
 }
 
 /* ============================================================================================
- * Sampling: temperature → top-k → softmax → min-p → top-p → draw
+ * Sampling: temperature → top-k → min-p → top-p → draw
  * ========================================================================================== */
 
 typedef struct { float value; int id; } Candidate;  /* value: a logit, then a probability */
 
 struct gpt2_sampler {
-    gpt2_sampling params;
+    gpt2_sampling params;   /* as given, except top_p: 1 when off */
     int vocab_size;
     uint64_t rng;           /* xorshift64* state, never 0 */
     Candidate *candidates;  /* (V) scratch */
@@ -1163,10 +1407,10 @@ static double random_uniform(uint64_t *state) {
 }
 
 gpt2_sampler *gpt2_sampler_new(const gpt2_model *m, const gpt2_sampling *p, char *err, size_t errlen) {
-    if (!(p->temperature >= 0.0f && isfinite(p->temperature))) { fail(err, errlen, "temperature %g must be finite and >= 0", (double)p->temperature); return NULL; }
+    if (!(p->temperature >= 0.0f && p->temperature <= 1e6f)) { fail(err, errlen, "temperature %g is outside [0, 1e6]", (double)p->temperature); return NULL; }
     if (p->top_k < 0) { fail(err, errlen, "top-k %d must be >= 0", p->top_k); return NULL; }
-    if (!(p->top_p > 0.0f && p->top_p <= 1.0f)) { fail(err, errlen, "top-p %g must be in (0, 1]", (double)p->top_p); return NULL; }
-    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f)) { fail(err, errlen, "min-p %g must be in [0, 1]", (double)p->min_p); return NULL; }
+    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f)) { fail(err, errlen, "top-p %g is outside [0, 1]", (double)p->top_p); return NULL; }
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f)) { fail(err, errlen, "min-p %g is outside [0, 1]", (double)p->min_p); return NULL; }
     gpt2_sampler *s = calloc(1, sizeof *s);
     if (!s || !(s->candidates = malloc((size_t)m->config.vocab_size * sizeof *s->candidates))) {
         free(s);
@@ -1174,6 +1418,7 @@ gpt2_sampler *gpt2_sampler_new(const gpt2_model *m, const gpt2_sampling *p, char
         return NULL;
     }
     s->params = *p;
+    if (s->params.top_p == 0.0f) s->params.top_p = 1.0f;
     s->vocab_size = m->config.vocab_size;
     s->rng = mix_seed(p->seed);
     return s;
@@ -1218,58 +1463,79 @@ static int argmax_logit(const float *logits, int n) {
     return best;
 }
 
+/* A logit as a value the sampler can order: NaN is impossible (-inf), +inf certain (the
+ * largest finite float: several certain tokens then share the draw evenly). */
+static inline float sanitize_logit(float v) {
+    return v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v;
+}
+
+/* Keeps the candidates whose value is >= floor; returns how many. */
+static int keep_at_least(Candidate *cand, int n, float floor) {
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (cand[i].value >= floor) cand[kept++] = cand[i];
+    return kept;
+}
+
+static double total_value(const Candidate *cand, int n) {
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += cand[i].value;
+    return sum;
+}
+
 int gpt2_sample(gpt2_sampler *s, const float *logits) {
     const gpt2_sampling *p = &s->params;
     const int V = s->vocab_size;
     if (p->temperature == 0.0f) return argmax_logit(logits, V);
-    /* Logits as values the sorting and softmax below can order: a damaged model may give NaN
-     * (impossible: -inf) or infinities (the largest finite floats). */
     Candidate *cand = s->candidates;
-    int n = V;
     float max = -INFINITY;
     for (int i = 0; i < V; i++) {
-        float v = logits[i] / p->temperature;
-        v = v != v ? -INFINITY : v > FLT_MAX ? FLT_MAX : v < -FLT_MAX ? -INFINITY : v;
+        float v = sanitize_logit(logits[i] / p->temperature);
         cand[i] = (Candidate){v, i};
         if (v > max) max = v;
     }
     if (max == -INFINITY) return argmax_logit(logits, V);  /* nothing is possible: no draw */
+    int n = V;
+
+    /* top-k, on the logits (the k largest are the k most likely) */
     if (p->top_k > 0 && p->top_k < n) {
         select_top_k(cand, n, p->top_k);
         n = p->top_k;
     }
-    int possible = 0;
-    for (int i = 0; i < n; i++) if (cand[i].value > -INFINITY) cand[possible++] = cand[i];
-    n = possible;
-    /* softmax over the candidates (top-k kept the largest, so max is still theirs) */
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) { cand[i].value = exp_approx(cand[i].value - max); sum += cand[i].value; }
-    for (int i = 0; i < n; i++) cand[i].value = (float)(cand[i].value / sum);
-    /* min-p: drop what is less likely than min_p × the most likely (whose probability is 1/sum) */
+    /* softmax over what is left (its max is still `max`); impossible tokens go */
+    n = keep_at_least(cand, n, -FLT_MAX);
+    for (int i = 0; i < n; i++) cand[i].value = exp_approx(cand[i].value - max);
+    double mass = total_value(cand, n);  /* the most likely token has e^0 = 1 of it */
+    /* min-p: a ratio to the most likely, the same before and after renormalizing */
     if (p->min_p > 0.0f) {
-        float floor_p = p->min_p * (float)(1.0 / sum);
-        int kept = 0;
-        for (int i = 0; i < n; i++) if (cand[i].value >= floor_p) cand[kept++] = cand[i];
-        n = kept;
+        n = keep_at_least(cand, n, p->min_p);
+        mass = total_value(cand, n);
     }
+    /* top-p: the smallest prefix of the most likely whose share of `mass` reaches top_p. Sorting
+     * a whole vocabulary would cost more than everything else here, so sort only the tokens
+     * above a cutoff, when they alone reach top_p: they come first in the order, so the
+     * prefix lies among them. The cutoff is a guess (tokens below it sum to at most
+     * (1 - top_p)·mass when fewer than n of them are); the sum decides. */
     if (p->top_p < 1.0f) {
-        /* Only tokens with probability >= (1 - top_p) / (n - 1) can be in the nucleus: if all
-         * the others were smaller, they could not add up to 1 - top_p. Sort just those. */
-        float cutoff = n > 1 ? (1.0f - p->top_p) / (float)(n - 1) : 0.0f;
-        int kept = 0;
-        for (int i = 0; i < n; i++) if (cand[i].value >= cutoff) cand[kept++] = cand[i];
-        n = kept;
+        const double target = p->top_p * mass;
+        if (n > 1) {
+            float cutoff = (float)((1.0 - p->top_p) * mass / (n - 1));
+            int above = 0;
+            double above_mass = 0.0;
+            for (int i = 0; i < n; i++)
+                if (cand[i].value >= cutoff) { above++; above_mass += cand[i].value; }
+            if (above > 0 && above_mass >= target) n = keep_at_least(cand, n, cutoff);
+        }
         qsort(cand, (size_t)n, sizeof *cand, by_value_desc);
         double cum = 0.0;
         for (int i = 0; i < n; i++) {
             cum += cand[i].value;
-            if (cum >= p->top_p) { n = i + 1; break; }
+            if (cum >= target) { n = i + 1; break; }
         }
-    } else {
-        qsort(cand, (size_t)n, sizeof *cand, by_value_desc);  /* fixes the order the draw walks */
+        mass = total_value(cand, n);
     }
-    double mass = 0.0;
-    for (int i = 0; i < n; i++) mass += cand[i].value;
+    /* the draw walks the candidates in an order fixed by the logits alone (ids, or top-p's
+     * sort), so a seed gives the same tokens everywhere */
     double r = random_uniform(&s->rng) * mass, cum = 0.0;
     for (int i = 0; i < n; i++) {
         cum += cand[i].value;
@@ -1279,8 +1545,58 @@ int gpt2_sample(gpt2_sampler *s, const float *logits) {
 }
 
 /* ============================================================================================
- * Generation: prompt as one batch, then one token at a time from the KV cache
+ * One token at a time, and generation: the prompt as one batch, then a token per step
  * ========================================================================================== */
+
+/* ln p(token) under softmax(logits), and the n_top most likely tokens with theirs:
+ * ln p_i = (logit_i - max) - ln Σ_j e^(logit_j - max). */
+static void token_info(const float *logits, int V, int token, int n_top, gpt2_token_info *info) {
+    float max = -INFINITY;
+    for (int i = 0; i < V; i++) {
+        float v = sanitize_logit(logits[i]);
+        if (v > max) max = v;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) sum += exp((double)sanitize_logit(logits[i]) - max);
+    const double log_sum = log(sum);
+    #define LOGPROB(v) (max == -INFINITY ? -INFINITY : (float)(((double)(v) - max) - log_sum))
+    info->token = token;
+    info->logprob = LOGPROB(sanitize_logit(logits[token]));
+    info->n_top = n_top < 0 ? 0 : n_top > GPT2_TOP_MAX ? GPT2_TOP_MAX : n_top > V ? V : n_top;
+    /* insertion into a sorted list of n_top logits: one pass over the vocabulary */
+    int filled = 0;
+    for (int i = 0; i < V && info->n_top > 0; i++) {
+        float v = sanitize_logit(logits[i]);
+        if (filled == info->n_top && !(v > info->top_logprobs[filled - 1])) continue;
+        int at = filled < info->n_top ? filled++ : filled - 1;
+        while (at > 0 && v > info->top_logprobs[at - 1]) {
+            info->top_logprobs[at] = info->top_logprobs[at - 1];
+            info->top_tokens[at] = info->top_tokens[at - 1];
+            at--;
+        }
+        info->top_logprobs[at] = v;
+        info->top_tokens[at] = i;
+    }
+    for (int k = 0; k < filled; k++) info->top_logprobs[k] = LOGPROB(info->top_logprobs[k]);
+    #undef LOGPROB
+}
+
+int gpt2_next(gpt2_context *ctx, gpt2_sampler *sampler, int n_top, gpt2_token_info *info) {
+    if (ctx->has_pending) {
+        if (ctx->pos >= ctx->n_ctx) return -1;  /* it would not fit */
+        ctx->has_pending = false;
+        forward(ctx, 1, NULL, 0);
+    } else if (ctx->logits_pos != ctx->pos) {  /* rewound: recompute the last position */
+        if (ctx->pos == 0) return -1;
+        ctx->pos--;
+        forward(ctx, 1, NULL, 0);
+    }
+    int token = gpt2_sample(sampler, ctx->logits);
+    if (info) token_info(ctx->logits, ctx->model->config.vocab_size, token, n_top, info);
+    ctx->tokens[ctx->pos] = token;
+    ctx->has_pending = true;
+    return token;
+}
 
 /* Passes token bytes on without splitting a UTF-8 character across calls. */
 typedef struct {
@@ -1292,6 +1608,7 @@ typedef struct {
 } TextStream;
 
 static int stream_put(TextStream *s, const char *bytes, size_t len) {
+    if (len == 0) return 0;  /* a padding id: no text (and no buffer yet, maybe) */
     if (s->held + len > s->cap) {
         size_t cap = (s->held + len) * 2;
         char *buf = realloc(s->buf, cap);
@@ -1328,347 +1645,16 @@ int gpt2_generate(gpt2_context *ctx, gpt2_sampler *sampler, const int *prompt, i
     t0 = now_ms();
     for (;;) {
         if (max_new_tokens >= 0 && st.n_generated >= max_new_tokens) { st.stop = GPT2_STOP_LENGTH; break; }
-        int token = gpt2_sample(sampler, logits);
+        int token = gpt2_next(ctx, sampler, 0, NULL);
+        if (token < 0) { st.stop = GPT2_STOP_CONTEXT; break; }
         if (token == m->config.eot_token && !ignore_eot) { st.stop = GPT2_STOP_EOT; break; }
+        st.n_generated++;
         size_t len = 0;
         const char *bytes = gpt2_token_bytes(m, token, &len);
-        st.n_generated++;
-        int rc = stream_put(&text, bytes, len);
-        if (rc) { st.stop = GPT2_STOP_CALLBACK; break; }
-        if (max_new_tokens >= 0 && st.n_generated >= max_new_tokens) { st.stop = GPT2_STOP_LENGTH; break; }
-        /* the last position's logits predicted this token; it cannot be fed back */
-        if (ctx->pos >= ctx->n_ctx) { st.stop = GPT2_STOP_CONTEXT; break; }
-        logits = gpt2_forward(ctx, &token, 1, NULL);
+        if (stream_put(&text, bytes, len)) { st.stop = GPT2_STOP_CALLBACK; break; }
     }
     if (stream_finish(&text) && st.stop != GPT2_STOP_CALLBACK) st.stop = GPT2_STOP_CALLBACK;
     st.decode_ms = now_ms() - t0;
     if (stats) *stats = st;
     return st.n_generated;
 }
-
-/* ============================================================================================
- * The command-line tool
- * ========================================================================================== */
-#ifndef GPT2_NO_MAIN
-
-static void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("gpt2: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(1);
-}
-
-static void usage(FILE *out) {
-    fputs(
-        "usage: gpt2 MODEL.bin [PROMPT] [options]\n"
-        "Generates a continuation of PROMPT (default: none, start from <|endoftext|>).\n"
-        "\n"
-        "  -n, --n-predict N    tokens to generate (default 256)\n"
-        "  -t, --temp T         temperature, 0 = greedy (default 0.8)\n"
-        "  -k, --top-k K        sample from the K most likely tokens, 0 = all (default 40)\n"
-        "  -p, --top-p P        sample from the smallest set with probability >= P, in (0, 1] (default 0.95)\n"
-        "      --min-p P        drop tokens less likely than P x the most likely, in [0, 1] (default 0)\n"
-        "  -s, --seed S         random seed (default: from the clock, printed in the stats)\n"
-        "      --threads N      worker threads (default: the available cores)\n"
-        "  -f, --file FILE      read the prompt from FILE (- = stdin)\n"
-        "      --ignore-eos     keep going after <|endoftext|>\n"
-        "      --allow-special  '<|endoftext|>' in the prompt is the special token, not text\n"
-        "  -q, --quiet          no stats on stderr\n"
-        "  -h, --help           this help\n"
-        "\n"
-        "Machine-readable modes:\n"
-        "      --ids A,B,C      the prompt as token ids instead of text\n"
-        "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (with -n 0, stdout stays empty)\n"
-        "      --tokenize FILE  print the token ids of FILE's bytes (- = stdin) and exit\n"
-        "      --bench          measure load time, prefill and decode speed, and memory\n",
-        out);
-}
-
-/* Strict number parsing: the whole argument must be a number within [lo, hi]. */
-static long parse_long(const char *flag, const char *s, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) die("%s expects a whole number in [%ld, %ld], got '%s'", flag, lo, hi, s);
-    return v;
-}
-
-static float parse_float(const char *flag, const char *s, float lo, float hi, bool lo_open, const char *range) {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi || (lo_open && v == lo))
-        die("%s expects a number in %s, got '%s'", flag, range, s);
-    return v;
-}
-
-static uint64_t parse_seed(const char *s) {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *s == '-' || *end || errno) die("-s expects a whole number in [0, 2^64), got '%s'", s);
-    return v;
-}
-
-/* Reads a whole file ("-" = stdin) into a malloc'd buffer. */
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) die("%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) die("%s: out of memory", path);
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *grown = realloc(buf, cap *= 2);
-        if (!grown) free(buf);
-        buf = grown;
-    }
-    if (ferror(f)) die("%s: read error", path);
-    if (f != stdin) fclose(f);
-    *len = n;
-    return buf;
-}
-
-/* Offset of the first byte that is not part of well-formed UTF-8, or -1 if there is none
- * (the tokenizer's decoder knows the rules: no overlongs, surrogates or code points past U+10FFFF). */
-static long utf8_invalid_at(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len = s[i] < 0x80 ? 1 : utf8_decode(s + i, n - i, &cp);
-        if (!len) return (long)i;
-        i += len;
-    }
-    return -1;
-}
-
-static int *parse_ids(const char *list, int vocab_size, int n_ctx, int *n_out) {
-    int n = 0, cap = 16;
-    int *ids = malloc(cap * sizeof *ids);
-    for (const char *s = list; ids;) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        const char *problem = end == s || errno || (*end && *end != ',') ? "expects comma-separated token ids"
-                              : v < 0 || v >= vocab_size                  ? "has an id outside the vocabulary"
-                              : n == n_ctx                                ? "has more ids than the model's context"
-                                                                          : NULL;
-        if (problem) {
-            free(ids);
-            die("--ids %s (vocabulary [0, %d), context %d): '%.*s'", problem, vocab_size, n_ctx, (int)(end - s + (end == s)), s);
-        }
-        if (n == cap) {
-            int *grown = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
-            if (!grown) free(ids);
-            ids = grown;
-            if (!ids) break;
-        }
-        ids[n++] = (int)v;
-        if (!*end) break;
-        s = end + 1;
-    }
-    if (!ids) die("out of memory");
-    *n_out = n;
-    return ids;
-}
-
-static int print_text(void *user, const char *text, size_t len) {
-    (void)user;
-    fwrite(text, 1, len, stdout);
-    fflush(stdout);
-    return 0;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
-}
-
-static double parameter_count(const gpt2_config *c) {
-    double n = 0;
-    for (int i = 0; i < gpt2_tensor_count(c); i++) {
-        int rows = 0, cols = 0;
-        gpt2_tensor_info(c, i, NULL, 0, &rows, &cols);
-        n += (double)rows * cols;
-    }
-    return n;
-}
-
-/* --bench: prefill a prompt of n_prompt tokens, then decode n_decode tokens greedily. */
-static void bench(gpt2_model *model, const char *path, const int *prompt, int n_prompt, int n_decode, int threads) {
-    const gpt2_config *c = gpt2_model_config(model);
-    if (n_prompt + n_decode > c->n_ctx) n_decode = c->n_ctx - n_prompt;
-    char err[GPT2_ERR_MAX];
-    gpt2_context *ctx = gpt2_context_new(model, n_prompt + n_decode, threads, err, sizeof err);
-    gpt2_sampler *greedy = gpt2_sampler_new(model, &(gpt2_sampling){.top_p = 1.0f}, err, sizeof err);
-    if (!ctx || !greedy) die("%s", err);
-    gpt2_forward(ctx, prompt, 1, NULL);  /* warm-up: fault the mapped weights in */
-    gpt2_rewind(ctx, 0);
-    gpt2_stats st;
-    gpt2_generate(ctx, greedy, prompt, n_prompt, n_decode, 1, NULL, NULL, &st);
-    size_t kv = sizeof(float) * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)(ctx->key_stride + ctx->n_ctx);
-    printf("model    %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM parameters, %.1f MB (f32)\n", path,
-           c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, parameter_count(c) / 1e6, gpt2_model_file_size(model) / 1e6);
-    printf("machine  %d threads (%d cores available), %s kernels\n", gpt2_context_threads(ctx), available_cores(), SIMD_NAME);
-    printf("load     %.3f ms\n", gpt2_model_load_ms(model));
-    printf("prefill  %d tokens in %.1f ms: %.1f tok/s\n", st.n_prompt, st.prefill_ms, st.n_prompt / (st.prefill_ms / 1e3));
-    printf("decode   %d tokens in %.1f ms: %.2f tok/s (%.2f ms/token)\n", st.n_generated, st.decode_ms,
-           st.n_generated / (st.decode_ms / 1e3), st.decode_ms / (st.n_generated ? st.n_generated : 1));
-    printf("memory   peak RSS %.1f MB, of which KV cache %.1f MB (weights are mapped, counted as touched)\n", peak_rss_mb(), kv / 1e6);
-    gpt2_sampler_free(greedy);
-    gpt2_context_free(ctx);
-}
-
-int main(int argc, char **argv) {
-    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *ids_arg = NULL, *logits_path = NULL,
-               *tokenize_path = NULL;
-    int n_predict = 256, threads = 0;
-    bool seed_given = false, ignore_eos = false, allow_special = false, quiet = false, run_bench = false, n_given = false;
-    gpt2_sampling sp = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.0f};
-
-    bool options_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (options_done || a[0] != '-' || a[1] == '\0') {  /* positional ("-" alone is one too) */
-            if (!model_path) model_path = a;
-            else if (!prompt_arg) prompt_arg = a;
-            else die("unexpected argument '%s' (quote the prompt; see --help)", a);
-            continue;
-        }
-        if (!strcmp(a, "--")) { options_done = true; continue; }
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
-        if (!strcmp(a, "--allow-special")) { allow_special = true; continue; }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = true; continue; }
-        if (!strcmp(a, "--bench")) { run_bench = true; continue; }
-        /* the rest take a value: "-n 5", "--n-predict 5" or "--n-predict=5" */
-        const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
-        size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
-        const char *v = eq ? eq + 1 : NULL;
-#define IS(flag) (strlen(flag) == name_len && !strncmp(a, flag, name_len))
-        if (!(IS("-n") || IS("--n-predict") || IS("-t") || IS("--temp") || IS("-k") || IS("--top-k") || IS("-p") ||
-              IS("--top-p") || IS("--min-p") || IS("-s") || IS("--seed") || IS("--threads") || IS("-f") ||
-              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize")))
-            die("unknown option '%s' (see --help)", a);
-        if (!v) {
-            if (i + 1 >= argc) die("%s needs a value", a);
-            v = argv[++i];
-        }
-        if (IS("-n") || IS("--n-predict")) { n_predict = (int)parse_long(a, v, 0, 1 << 30); n_given = true; }
-        else if (IS("-t") || IS("--temp")) sp.temperature = parse_float(a, v, 0.0f, 1e6f, false, "[0, 1e6]");
-        else if (IS("-k") || IS("--top-k")) sp.top_k = (int)parse_long(a, v, 0, 1 << 30);
-        else if (IS("-p") || IS("--top-p")) sp.top_p = parse_float(a, v, 0.0f, 1.0f, true, "(0, 1]");
-        else if (IS("--min-p")) sp.min_p = parse_float(a, v, 0.0f, 1.0f, false, "[0, 1]");
-        else if (IS("-s") || IS("--seed")) { sp.seed = parse_seed(v); seed_given = true; }
-        else if (IS("--threads")) threads = (int)parse_long(a, v, 1, 1024);
-        else if (IS("-f") || IS("--file")) prompt_file = v;
-        else if (IS("--ids")) ids_arg = v;
-        else if (IS("--logits")) logits_path = v;
-        else if (IS("--tokenize")) tokenize_path = v;
-#undef IS
-    }
-    if (!model_path) { usage(stderr); return 2; }
-    if ((prompt_arg != NULL) + (prompt_file != NULL) + (ids_arg != NULL) > 1)
-        die("give the prompt one way: as an argument, with -f, or with --ids");
-    if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(now_ms() * 1e3);
-
-    char err[GPT2_ERR_MAX];
-    gpt2_model *model = gpt2_load(model_path, err, sizeof err);
-    if (!model) die("%s", err);
-    const gpt2_config *c = gpt2_model_config(model);
-
-    if (tokenize_path) {
-        size_t len, n;
-        char *text = read_all(tokenize_path, &len);
-        int *ids = gpt2_tokenize(model, text, len, allow_special ? GPT2_ALLOW_SPECIAL : 0, &n);
-        if (!ids) die("out of memory");
-        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-        putchar('\n');
-        free(ids); free(text); gpt2_free(model);
-        return 0;
-    }
-
-    /* the prompt, as token ids */
-    char *text = NULL;
-    size_t text_len = 0;
-    int *tokens = NULL, n_tokens = 0;
-    if (ids_arg) {
-        tokens = parse_ids(ids_arg, c->vocab_size, c->n_ctx, &n_tokens);
-    } else {
-        if (prompt_file) text = read_all(prompt_file, &text_len);
-        else if (prompt_arg) { text_len = strlen(prompt_arg); text = malloc(text_len + 1); if (text) memcpy(text, prompt_arg, text_len + 1); }
-        else text = calloc(1, 1);
-        if (!text) die("out of memory");
-        long bad = utf8_invalid_at((const unsigned char *)text, text_len);
-        if (bad >= 0) die("the prompt is not valid UTF-8 (byte 0x%02x at offset %ld)", (unsigned char)text[bad], bad);
-        size_t n;
-        tokens = gpt2_tokenize(model, text, text_len, allow_special ? GPT2_ALLOW_SPECIAL : 0, &n);
-        if (!tokens) die("out of memory");
-        if (n > (size_t)c->n_ctx) die("the prompt is %zu tokens, longer than the model's context of %d", n, c->n_ctx);
-        n_tokens = (int)n;
-    }
-    if (n_tokens == 0) {  /* nothing to condition on: start a new document, as GPT-2 was trained */
-        int *eot = realloc(tokens, sizeof *eot);
-        if (!eot) die("out of memory");
-        tokens = eot;
-        tokens[0] = c->eot_token;
-        n_tokens = 1;
-    }
-
-    if (run_bench) {
-        if (!prompt_arg && !prompt_file && !ids_arg) {  /* no prompt given: 128 arbitrary tokens */
-            n_tokens = c->n_ctx < 256 ? c->n_ctx / 2 : 128;
-            int *ids = realloc(tokens, (size_t)n_tokens * sizeof *ids);
-            if (!ids) die("out of memory");
-            tokens = ids;
-            for (int i = 0; i < n_tokens; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
-        }
-        bench(model, model_path, tokens, n_tokens, n_given ? n_predict : 128, threads);
-        free(tokens); free(text); gpt2_free(model);
-        return 0;
-    }
-
-    int ctx_size = n_tokens + n_predict < c->n_ctx ? n_tokens + n_predict : c->n_ctx;
-    gpt2_context *ctx = gpt2_context_new(model, ctx_size, threads, err, sizeof err);
-    if (!ctx) die("%s", err);
-
-    if (logits_path) {
-        size_t count = (size_t)n_tokens * (size_t)c->vocab_size;
-        float *logits = malloc(count * sizeof *logits);
-        if (!logits) die("out of memory for %d x %d logits", n_tokens, c->vocab_size);
-        gpt2_forward(ctx, tokens, n_tokens, logits);
-        FILE *f = fopen(logits_path, "wb");
-        if (!f) die("%s: %s", logits_path, strerror(errno));
-        if (fwrite(logits, sizeof *logits, count, f) != count || fclose(f) != 0) die("%s: write failed", logits_path);
-        free(logits);
-        gpt2_rewind(ctx, 0);
-        if (n_predict == 0) {
-            gpt2_context_free(ctx); free(tokens); free(text); gpt2_free(model);
-            return 0;
-        }
-    }
-
-    gpt2_sampler *sampler = gpt2_sampler_new(model, &sp, err, sizeof err);
-    if (!sampler) die("%s", err);
-    if (text && !logits_path) print_text(NULL, text, text_len);  /* echo the prompt as given */
-    gpt2_stats st;
-    gpt2_generate(ctx, sampler, tokens, n_tokens, n_predict, ignore_eos, print_text, NULL, &st);
-    putchar('\n');
-    fflush(stdout);
-    if (st.stop == GPT2_STOP_CONTEXT) fprintf(stderr, "gpt2: the context is full (%d positions); stopped\n", ctx_size);
-    if (!quiet)
-        fprintf(stderr, "load %.2f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %s | seed %llu\n",
-                gpt2_model_load_ms(model), st.n_prompt, st.n_prompt / (st.prefill_ms / 1e3), st.n_generated,
-                st.n_generated / (st.decode_ms > 0 ? st.decode_ms / 1e3 : 1), gpt2_context_threads(ctx), SIMD_NAME,
-                (unsigned long long)sp.seed);
-    gpt2_sampler_free(sampler);
-    gpt2_context_free(ctx);
-    free(tokens); free(text);
-    gpt2_free(model);
-    return 0;
-}
-#endif /* GPT2_NO_MAIN */

@@ -191,6 +191,7 @@ int main(int argc, char **argv) {
     text file = read_file(model_path, NULL);
 
     /* Header vs config.json. */
+    if (u32_at(&file, 4) != GPT2_VERSION) die("format version %u, expected %d", u32_at(&file, 4), GPT2_VERSION);
     text config_text = read_file(dir, "config.json");
     json_doc config_doc;
     const json_value *config = json_parse(config_text.data, config_text.len, &config_doc, err, sizeof err);
@@ -222,9 +223,9 @@ int main(int argc, char **argv) {
         char name[128];
         int rows, cols;
         gpt2_tensor_info(c, (int)i, name, sizeof name, &rows, &cols);
-        uint64_t entry = 256 + 32 * (uint64_t)i, offset = u64_at(&file, entry + 16);
+        uint64_t entry = 256 + 32 * (uint64_t)i, offset = u64_at(&file, entry + 16), row_bytes = u32_at(&file, entry + 12);
         if (u32_at(&file, entry) != 0 || u32_at(&file, entry + 4) != (uint32_t)rows ||
-            u32_at(&file, entry + 8) != (uint32_t)cols)
+            u32_at(&file, entry + 8) != (uint32_t)cols || row_bytes < 4 * (uint64_t)cols)
             die("tensor %s: table entry is not f32 [%d, %d]", name, rows, cols);
         hf_tensor t;
         if (!find_hf_tensor(header, &st, 8 + header_len, name, &t)) die("%s is not in the checkpoint", name);
@@ -236,7 +237,7 @@ int main(int argc, char **argv) {
         for (uint64_t r = 0; r < (uint64_t)rows; r++)
             for (uint64_t k = 0; k < (uint64_t)cols; k++) {
                 float want_value = hf_value(&t, conv1d ? k * (uint64_t)rows + r : r * (uint64_t)cols + k);
-                float got_value = f32_at(&file, offset + 4 * (r * (uint64_t)cols + k));
+                float got_value = f32_at(&file, offset + r * row_bytes + 4 * k);
                 if (memcmp(&want_value, &got_value, 4) != 0)
                     die("tensor %s [%llu][%llu] is %.9g, the checkpoint says %.9g", name, (unsigned long long)r,
                         (unsigned long long)k, (double)got_value, (double)want_value);

@@ -1,5 +1,5 @@
 /* The README's embedding example, compiled as its own translation unit beside gpt2.c
- * (cc -DGPT2_NO_MAIN embed.c gpt2.c -lpthread -lm): only the public header is visible here. */
+ * (cc embed.c gpt2.c -lpthread -lm): only the public header is visible here. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
     char err[GPT2_ERR_MAX];
     gpt2_model *model = gpt2_load(path, err, sizeof err);
     if (!model) { fprintf(stderr, "%s\n", err); return 1; }
-    gpt2_context *ctx = gpt2_context_new(model, 0, 0, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(model, NULL, err, sizeof err);
     gpt2_sampler *sampler = gpt2_sampler_new(model, &(gpt2_sampling){.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .seed = 42}, err, sizeof err);
     size_t n;
     int *tokens = gpt2_tokenize(model, prompt, strlen(prompt), 0, &n);

@@ -8,7 +8,6 @@
  * the tokenizer section and the tensor table that random files never get past the magic to
  * see. gpt2_load must refuse the file with a message or load it; a loaded model must run a
  * forward pass and tokenize without a sanitizer report. */
-#define GPT2_NO_MAIN
 #include "../gpt2.c"
 
 #include <sys/mman.h>
@@ -86,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!err[0] || strchr(err, '\n')) abort();  /* refused without a one-line message */
     } else {
         const gpt2_config *c = gpt2_model_config(m);
-        gpt2_context *ctx = gpt2_context_new(m, 2, 1, err, sizeof err);
+        gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 2, .n_threads = 1}, err, sizeof err);
         int tokens[2] = {0, c->vocab_size - 1};
         if (ctx && !gpt2_forward(ctx, tokens, 2, NULL)) abort();
         size_t n;

@@ -8,7 +8,6 @@
  * are in the vocabulary, their bytes — printed through the engine's streaming printer, as
  * generation does — are exactly the text, and for valid UTF-8 text every printed chunk is
  * itself valid UTF-8. Any violation aborts, which libFuzzer reports as a crash. */
-#define GPT2_NO_MAIN
 #include "../gpt2.c"
 #include "tokenizer/valid_utf8.h"
 

@@ -1,14 +1,15 @@
 /* Damaged model files are refused with a clear one-line message, never a crash.
  *
- *   test_badfiles GOOD_MODEL.bin OUT_DIR
+ *   test_badfiles GOOD_MODEL.bin OUT_DIR [VERSION1_MODEL.bin]
  *
  * From a valid file it derives truncations, wrong magic and versions, absurd or inconsistent
  * dimensions, tensor table and tokenizer damage, and thousands of random byte mutations of
  * the header, the table and the tokenizer. Each must fail gpt2_load with a message naming
  * the file (or, for a random mutation that happens to keep the file consistent, load and run).
  * The named cases are also written to OUT_DIR/NAME.bin so the CLI test can check exit codes
- * and messages on the same files. Run it under ASan/UBSan. */
-#define GPT2_NO_MAIN
+ * and messages on the same files. Changes the format allows (unknown optional features,
+ * reserved bytes of a version-2 header, wider row strides) must still load and run. With a
+ * version-1 file, its stricter rules are checked too. Run it under ASan/UBSan. */
 #include "../gpt2.c"
 
 static int failures, cases;
@@ -42,6 +43,22 @@ static void expect_rejected(const char *name, const uint8_t *data, size_t len, c
     printf("  %-28s %s\n", name, err + strlen(path) + 2);
 }
 
+/* Writes data as OUT_DIR/name.bin and checks that it loads and runs. */
+static void expect_loaded(const char *name, const uint8_t *data, size_t len) {
+    char path[512], err[GPT2_ERR_MAX] = "";
+    snprintf(path, sizeof path, "%s/ok-%s.bin", out_dir, name);
+    save(path, data, len);
+    cases++;
+    gpt2_model *m = gpt2_load(path, err, sizeof err);
+    gpt2_context *ctx = m ? gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 2, .n_threads = 1}, err, sizeof err) : NULL;
+    int tokens[2] = {1, 2};
+    if (!ctx || !gpt2_forward(ctx, tokens, 2, NULL)) { printf("FAIL %s: does not load and run: %s\n", name, err); failures++; }
+    else printf("  %-28s loads and runs\n", name);
+    gpt2_context_free(ctx);
+    gpt2_free(m);
+    remove(path);
+}
+
 /* A copy of the good file with a little-endian value written at off. */
 static uint8_t *with_u32(size_t off, uint32_t v) { uint8_t *d = malloc(good_len); memcpy(d, good, good_len); memcpy(d + off, &v, 4); return d; }
 static uint8_t *with_u64(size_t off, uint64_t v) { uint8_t *d = malloc(good_len); memcpy(d, good, good_len); memcpy(d + off, &v, 8); return d; }
@@ -51,7 +68,7 @@ static uint8_t *with_f32(size_t off, float v) { uint8_t *d = malloc(good_len); m
 #define REJECT_U64(name, off, v, msg) do { uint8_t *d_ = with_u64(off, v); expect_rejected(name, d_, good_len, msg); free(d_); } while (0)
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: test_badfiles GOOD_MODEL.bin OUT_DIR\n"); return 2; }
+    if (argc != 3 && argc != 4) { fprintf(stderr, "usage: test_badfiles GOOD_MODEL.bin OUT_DIR [VERSION1_MODEL.bin]\n"); return 2; }
     out_dir = argv[2];
     FILE *f = fopen(argv[1], "rb");
     if (!f) { printf("FAIL cannot open %s\n", argv[1]); return 1; }
@@ -101,10 +118,14 @@ int main(int argc, char **argv) {
     }
     REJECT_U32("llmc-magic", H_MAGIC, 20240326u, "llm.c");
     REJECT_U32("version-0", H_VERSION, 0, "version 0");
-    REJECT_U32("version-2", H_VERSION, 2, "update gpt2.c");
+    REJECT_U32("version-3", H_VERSION, 3, "update gpt2.c");
     REJECT_U32("version-max", H_VERSION, 0xFFFFFFFFu, "version");
     REJECT_U32("header-size", H_HEADER_SIZE, 128, "header size");
-    REJECT_U32("reserved-header", 200, 1, "reserved");
+    {  /* version 2 leaves the reserved bytes to optional features: readers ignore them */
+        uint8_t *d = with_u32(200, 0xABCDu);
+        expect_loaded("reserved-header-byte", d, good_len);
+        free(d);
+    }
 
     /* --- configuration ------------------------------------------------------------ */
     REJECT_U32("n_layer-0", H_N_LAYER, 0, "n_layer");
@@ -129,8 +150,14 @@ int main(int argc, char **argv) {
         expect_rejected(name, d, good_len, "epsilon");
         free(d);
     }
-    REJECT_U32("flags-untied", H_FLAGS, 0, "flags");
-    REJECT_U32("flags-unknown", H_FLAGS, 3, "flags");
+    REJECT_U32("required-untied", H_REQUIRED, 0, "not tied");
+    REJECT_U32("required-unknown", H_REQUIRED, 3, "required flags 0x2");
+    REJECT_U32("required-high-bit", H_REQUIRED, 0x80000001u, "required flags 0x80000000");
+    {
+        uint8_t *d = with_u32(H_OPTIONAL, 0xFFFFFFFFu);
+        expect_loaded("optional-features-unknown", d, good_len);
+        free(d);
+    }
     REJECT_U32("eot-out-of-range", H_EOT, (uint32_t)c.vocab_size, "eot");
     REJECT_U32("n_tensors", H_N_TENSORS, (uint32_t)n_tensors - 1, "tensors");
     REJECT_U64("table-offset", H_TABLE_OFFSET, 0, "table offset");
@@ -162,11 +189,17 @@ int main(int argc, char **argv) {
     }
 
     /* --- tensor table ------------------------------------------------------------- */
-    REJECT_U32("tensor-dtype-f16", entry1, 1, "dtype");
+    const size_t ln1_entry = table + 2 * GPT2_TENSOR_ENTRY_SIZE;
+    REJECT_U32("tensor-dtype-f16", entry1, GPT2_F16, "dtype");
     REJECT_U32("tensor-dtype-unknown", entry1, 0xDEADu, "dtype");
+    REJECT_U32("tensor-dtype-5", entry1, GPT2_N_DTYPES, "does not know");
+    REJECT_U32("vector-dtype-q8_0", ln1_entry, GPT2_Q8_0, "vectors must be f32");
     REJECT_U32("tensor-rows", entry1 + 4, (uint32_t)c.n_ctx + 1, "shape");
     REJECT_U32("tensor-cols", entry1 + 8, 0, "shape");
-    REJECT_U32("tensor-reserved", entry1 + 12, 1, "reserved");
+    REJECT_U32("tensor-row-bytes-0", entry1 + 12, 0, "bytes apart");
+    REJECT_U32("tensor-row-bytes-short", entry1 + 12, 4 * (uint32_t)c.n_embd - 4, "bytes apart");
+    REJECT_U32("tensor-row-bytes-odd", entry1 + 12, 4 * (uint32_t)c.n_embd + 2, "multiple of 4");
+    REJECT_U32("tensor-row-bytes-huge", entry1 + 12, 0xFFFFFFFCu, "bytes");
     REJECT_U64("tensor-nbytes", entry1 + 24, read_u64(good + entry1 + 24) - 4, "bytes");
     REJECT_U64("tensor-nbytes-huge", entry1 + 24, UINT64_MAX, "bytes");
     REJECT_U64("tensor-offset-unaligned", entry1 + 16, wpe_off + 4, "multiple");
@@ -177,6 +210,23 @@ int main(int argc, char **argv) {
     {
         size_t last = table + (size_t)(n_tensors - 1) * 32;
         REJECT_U64("last-tensor-past-end", last + 16, read_u64(good + last + 16) + 64, "past the end");
+    }
+
+    /* --- tensors keep the table's order: wpe, valid in itself (rows of C + 16 floats), moved
+     * past the tensors that follow it in the table, is refused. (test_engine runs files whose
+     * every matrix has such a wider stride.) */
+    {
+        const uint32_t C = (uint32_t)c.n_embd, P = (uint32_t)c.n_ctx, stride = 4 * (C + 16);
+        const size_t new_off = align_up(good_len, 64), new_len = new_off + (size_t)P * stride;
+        uint8_t *d = calloc(1, new_len);
+        memcpy(d, good, good_len);
+        for (uint32_t r = 0; r < P; r++) memcpy(d + new_off + (size_t)r * stride, good + wpe_off + (size_t)r * 4 * C, 4 * C);
+        put_u32(d + entry1 + 12, stride);
+        put_u64(d + entry1 + 16, new_off);
+        put_u64(d + entry1 + 24, (uint64_t)P * stride);
+        put_u64(d + H_FILE_SIZE, new_len);
+        expect_rejected("tensor-out-of-order", d, new_len, "overlaps");
+        free(d);
     }
 
     /* --- random damage to everything before the weights: loads or is refused, never crashes.
@@ -206,7 +256,7 @@ int main(int argc, char **argv) {
         if (!m) refused++;
         else {
             loaded++;  /* consistent after all (a flipped epsilon or token byte): it must also run */
-            gpt2_context *ctx = gpt2_context_new(m, 2, 1, err, sizeof err);
+            gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 2, .n_threads = 1}, err, sizeof err);
             int tokens[2] = {0, gpt2_model_config(m)->vocab_size - 1};
             if (!ctx || !gpt2_forward(ctx, tokens, 2, NULL)) { printf("FAIL mutation %d loaded but does not run\n", round); failures++; }
             size_t n;
@@ -223,6 +273,25 @@ int main(int argc, char **argv) {
     fclose(mut);
     remove(path);
     printf("  random mutations: %d refused cleanly, %d still consistent and ran\n", refused, loaded);
+
+    if (argc == 4) {  /* --- version 1: the same file format with stricter rules ------------ */
+        f = fopen(argv[3], "rb");
+        if (!f) { printf("FAIL cannot open %s\n", argv[3]); return 1; }
+        uint8_t buf[1 << 16];
+        size_t len = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        free(good);
+        good = malloc(len);
+        memcpy(good, buf, len);
+        good_len = len;
+        printf("test_badfiles: damaged copies of the version-1 file %s (%zu bytes)\n", argv[3], len);
+        expect_loaded("v1", good, good_len);
+        REJECT_U32("v1-reserved-header", 200, 1, "reserved");
+        REJECT_U32("v1-optional-features", H_OPTIONAL, 1, "reserved");
+        REJECT_U32("v1-table-reserved", table + 12, 256, "reserved");
+        REJECT_U32("v1-dtype-f16", entry1, GPT2_F16, "version-1 files are f32");
+        REJECT_U32("v1-as-version-2", H_VERSION, 2, "bytes apart");  /* version 2 needs row_bytes */
+    }
 
     free(good);
     if (failures) { printf("test_badfiles: %d of %d cases failed\n", failures, cases); return 1; }

@@ -53,7 +53,7 @@ expect_error "missing value" "$model" "hi" -n
 for v in -1 abc "" 1.5 99999999999; do expect_error "-n '$v'" "$model" "hi" -n "$v"; done
 for v in -1 x 2.5; do expect_error "-k '$v'" "$model" "hi" -k "$v"; done
 for v in -0.5 nan inf abc ""; do expect_error "-t '$v'" "$model" "hi" -t "$v"; done
-for v in 0 1.5 -1 abc nan; do expect_error "-p '$v'" "$model" "hi" -p "$v"; done
+for v in 1.5 -1 abc nan; do expect_error "-p '$v'" "$model" "hi" -p "$v"; done
 for v in -0.1 2 x; do expect_error "--min-p '$v'" "$model" "hi" --min-p "$v"; done
 for v in 0 -1 abc 5000; do expect_error "--threads '$v'" "$model" "hi" --threads "$v"; done
 for v in -1 abc 1e3; do expect_error "-s '$v'" "$model" "hi" -s "$v"; done
@@ -140,8 +140,24 @@ cmp -s "$tmp/seed42" "$tmp/out" && fail "seeds 42 and 43 gave the same text"
 expect_ok "default seed is reported" "$model" "Hi" -n 2
 grep -q "seed [0-9]" "$tmp/err" || fail "stats report the seed"
 
+# --- sampling filters together: each applies to what the one before kept -------------------
+expect_ok "top-k 2 then top-p 0.1" "$model" "Hi" -t 1 -k 2 -p 0.1 -n 20 -s 7 -q
+cp "$tmp/out" "$tmp/k2p01"
+expect_ok "top-k 1" "$model" "Hi" -t 1 -k 1 -n 20 -s 7 -q
+cmp -s "$tmp/k2p01" "$tmp/out" || fail "top-k 2 then top-p 0.1 keeps only the most likely token: same text as top-k 1"
+expect_ok "greedy, for comparison" "$model" "Hi" -t 0 -n 20 -q
+cmp -s "$tmp/k2p01" "$tmp/out" || fail "top-k 1 is greedy"
+expect_ok "-p 0 is off" "$model" "Hi" -t 1 -k 0 -p 0 -n 20 -s 9 -q
+cp "$tmp/out" "$tmp/p0"
+expect_ok "-p 1 is off" "$model" "Hi" -t 1 -k 0 -p 1 -n 20 -s 9 -q
+cmp -s "$tmp/p0" "$tmp/out" || fail "-p 0 and -p 1 both turn top-p off"
+expect_ok "all filters at once" "$model" "Hi" -t 0.7 -k 30 -p 0.8 --min-p 0.05 -n 30 -s 3 -q
+cp "$tmp/out" "$tmp/all"
+expect_ok "all filters at once, 3 threads" "$model" "Hi" -t 0.7 -k 30 -p 0.8 --min-p 0.05 -n 30 -s 3 --threads 3 -q
+cmp -s "$tmp/all" "$tmp/out" || fail "all filters: the thread count changed the text"
+
 # --- the context fills up: a note, and exit 0 ---------------------------------------------
-expect_ok "context full" "$model" "Hello world" -n 200 --ignore-eos -s 1
+expect_ok "context full" "$model" "Hello world" -n 200 --ignore-eot -s 1
 grep -q "context is full" "$tmp/err" || fail "context full: note on stderr: $(cat "$tmp/err")"
 
 # --- tokenize and bench modes --------------------------------------------------------------

@@ -12,7 +12,6 @@
  *   - 1, 2, 3 and 4 threads agree bit for bit, and so does a prompt run in two batches with
  *     a prompt run whole (batched kernels on both sides); prefill and decode use different
  *     kernels and agree to rounding. */
-#define GPT2_NO_MAIN
 #include "../gpt2.c"
 #include "../export/json.h"
 
@@ -157,7 +156,7 @@ int main(int argc, char **argv) {
     char err[GPT2_ERR_MAX];
     gpt2_context **ctx = calloc((size_t)n_fix, sizeof *ctx);
     for (int i = 0; i < n_fix; i++) {
-        ctx[i] = gpt2_context_new(fix[i].model, 0, 2, err, sizeof err);
+        ctx[i] = gpt2_context_new(fix[i].model, &(gpt2_context_params){.n_ctx = 0, .n_threads = 2}, err, sizeof err);
         if (!ctx[i]) { printf("FAIL %s\n", err); return 1; }
     }
 
@@ -171,7 +170,7 @@ int main(int argc, char **argv) {
             float *batch = malloc((size_t)T * V * sizeof(float)), *step = malloc((size_t)T * V * sizeof(float));
 
             /* 1. batch prefill of the whole sequence */
-            gpt2_rewind(ctx[i], 0);
+            gpt2_context_rewind(ctx[i], 0);
             const float *last = gpt2_forward(ctx[i], f->seq[s], T, batch);
             CHECK(last && !memcmp(last, batch + (size_t)(T - 1) * V, (size_t)V * 4), "returned logits = last row");
             float d = compare_logits(f, s, batch, "batch");
@@ -179,7 +178,7 @@ int main(int argc, char **argv) {
 
             /* 2. one token at a time through the KV cache, interleaved with every other model's
              *    context so that any state they shared would show */
-            gpt2_rewind(ctx[i], 0);
+            gpt2_context_rewind(ctx[i], 0);
             for (int t = 0; t < T; t++) {
                 const float *logits = gpt2_forward(ctx[i], &f->seq[s][t], 1, NULL);
                 memcpy(step + (size_t)t * V, logits, (size_t)V * sizeof(float));
@@ -189,7 +188,7 @@ int main(int argc, char **argv) {
                 for (int j = 0; j < n_fix; j++) {
                     if (j == i) continue;
                     int other = fix[j].seq[0][0];
-                    gpt2_rewind(ctx[j], 0);
+                    gpt2_context_rewind(ctx[j], 0);
                     gpt2_forward(ctx[j], &other, 1, NULL);
                 }
             }
@@ -201,13 +200,13 @@ int main(int argc, char **argv) {
             /* 3. thread counts change nothing, nor does cutting the prompt into batches that
              *    all use the batched kernel */
             for (int threads = 1; threads <= 4; threads++) {
-                gpt2_context *other = gpt2_context_new(f->model, T, threads, err, sizeof err);
+                gpt2_context *other = gpt2_context_new(f->model, &(gpt2_context_params){.n_ctx = T, .n_threads = threads}, err, sizeof err);
                 float *out = malloc((size_t)T * V * sizeof(float));
                 gpt2_forward(other, f->seq[s], T, out);
                 CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads: logits differ", f->dir, s, threads);
                 int split = T / 3 > BATCH_MIN ? T / 3 : BATCH_MIN;
                 if (T >= 2 * BATCH_MIN && T - split >= BATCH_MIN) {
-                    gpt2_rewind(other, 0);
+                    gpt2_context_rewind(other, 0);
                     gpt2_forward(other, f->seq[s], split, out);
                     gpt2_forward(other, f->seq[s] + split, T - split, out + (size_t)split * V);
                     CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads, split at %d: logits differ",
@@ -230,14 +229,14 @@ int main(int argc, char **argv) {
     {
         Fixture *f = &fix[0];
         const gpt2_config *c = gpt2_model_config(f->model);
-        gpt2_context *small = gpt2_context_new(f->model, 4, 1, err, sizeof err);
+        gpt2_context *small = gpt2_context_new(f->model, &(gpt2_context_params){.n_ctx = 4, .n_threads = 1}, err, sizeof err);
         int ids[5] = {1, 2, 3, 4, 5}, bad = c->vocab_size;
-        CHECK(gpt2_forward(small, ids, 5, NULL) == NULL && gpt2_position(small) == 0, "5 tokens into a context of 4");
-        CHECK(gpt2_forward(small, &bad, 1, NULL) == NULL && gpt2_position(small) == 0, "token id = vocab_size");
+        CHECK(gpt2_forward(small, ids, 5, NULL) == NULL && gpt2_context_position(small) == 0, "5 tokens into a context of 4");
+        CHECK(gpt2_forward(small, &bad, 1, NULL) == NULL && gpt2_context_position(small) == 0, "token id = vocab_size");
         CHECK(gpt2_forward(small, ids, 0, NULL) == NULL, "zero tokens");
-        CHECK(gpt2_forward(small, ids, 4, NULL) != NULL && gpt2_position(small) == 4, "4 tokens fill a context of 4");
+        CHECK(gpt2_forward(small, ids, 4, NULL) != NULL && gpt2_context_position(small) == 4, "4 tokens fill a context of 4");
         CHECK(gpt2_forward(small, ids, 1, NULL) == NULL, "a full context takes no more");
-        CHECK(gpt2_context_new(f->model, c->n_ctx + 1, 1, err, sizeof err) == NULL && strstr(err, "context"), "context > n_ctx: %s", err);
+        CHECK(gpt2_context_new(f->model, &(gpt2_context_params){.n_ctx = c->n_ctx + 1, .n_threads = 1}, err, sizeof err) == NULL && strstr(err, "context"), "context > n_ctx: %s", err);
         gpt2_context_free(small);
     }
 

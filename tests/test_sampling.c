@@ -3,9 +3,11 @@
  *   test_sampling MODEL.bin
  *
  * The sampler against distributions computed here by hand (temperature, top-k, top-p, min-p),
- * its parameter checks and its reproducibility; gpt2_generate against a hand-written greedy
- * loop, its stop reasons, and the promise that streamed text never splits a UTF-8 character. */
-#define GPT2_NO_MAIN
+ * then against an independent implementation of its documented definition for hundreds of
+ * combinations of all four (a chi-square test of many seeded draws, and never an id outside
+ * the permitted set); its parameter checks and its reproducibility; gpt2_generate against a
+ * hand-written greedy loop, its stop reasons, and the promise that streamed text never splits
+ * a UTF-8 character. */
 #include "../gpt2.c"
 
 static int failures;
@@ -43,6 +45,174 @@ static gpt2_sampler *sampler(const gpt2_model *m, gpt2_sampling p) {
     gpt2_sampler *s = gpt2_sampler_new(m, &p, err, sizeof err);
     if (!s) { printf("FAIL sampler: %s\n", err); exit(1); }
     return s;
+}
+
+/* ---- the definition, implemented independently ------------------------------------------
+ * gpt2.h: logits / temperature; top-k keeps the k most likely; min-p keeps tokens at least
+ * min_p × as likely as the most likely; top-p keeps the smallest set of the most likely whose
+ * probability reaches top_p; each on the distribution renormalized over what the filters before
+ * it kept. Here: double precision, full sorts, one renormalization after every filter.
+ * Returns false if the parameters put a token within `margin` of a filter's edge, where
+ * float rounding may fairly decide either way (the caller then skips the case). */
+typedef struct { double p; int id; } Ref;
+static int ref_desc(const void *a, const void *b) {
+    const Ref *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+static bool reference_distribution(const float *logits, int V, gpt2_sampling prm, double *out) {
+    const double margin = 1e-4;
+    Ref *r = malloc((size_t)V * sizeof *r);
+    for (int v = 0; v < V; v++) r[v] = (Ref){(double)logits[v] / prm.temperature, v};
+    qsort(r, (size_t)V, sizeof *r, ref_desc);  /* most likely first: softmax keeps the order */
+    int n = V;
+    if (prm.top_k > 0 && prm.top_k < n) {
+        if (r[prm.top_k - 1].p - r[prm.top_k].p < margin) { free(r); return false; }
+        n = prm.top_k;
+    }
+    double max = r[0].p, z = 0;
+    for (int i = 0; i < n; i++) z += exp(r[i].p - max);
+    for (int i = 0; i < n; i++) r[i].p = exp(r[i].p - max) / z;
+    if (prm.min_p > 0) {
+        int kept = 0;
+        for (int i = 0; i < n; i++) {
+            double ratio = r[i].p / r[0].p;
+            if (fabs(ratio - prm.min_p) < margin) { free(r); return false; }
+            if (ratio >= prm.min_p) kept++;
+        }
+        n = kept;  /* sorted: the kept ones are a prefix */
+        z = 0;
+        for (int i = 0; i < n; i++) z += r[i].p;
+        for (int i = 0; i < n; i++) r[i].p /= z;
+    }
+    if (prm.top_p > 0 && prm.top_p < 1) {
+        double cum = 0;
+        for (int i = 0; i < n; i++) {
+            cum += r[i].p;
+            if (fabs(cum - prm.top_p) < margin) { free(r); return false; }
+            if (cum >= prm.top_p) { n = i + 1; break; }
+        }
+        z = 0;
+        for (int i = 0; i < n; i++) z += r[i].p;
+        for (int i = 0; i < n; i++) r[i].p /= z;
+    }
+    for (int v = 0; v < V; v++) out[v] = 0;
+    for (int i = 0; i < n; i++) out[r[i].id] = r[i].p;
+    free(r);
+    return true;
+}
+
+/* An upper bound of the chi-square distribution with df degrees of freedom that a correct
+ * sampler exceeds with probability ~1e-7 (Wilson-Hilferty, z = 5.2): failures mean a bug. */
+static double chi_square_bound(int df) {
+    double k = df, z = 5.2, t = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
+    return k * t * t * t;
+}
+
+/* Draws n tokens; false (with a message) if one is outside the permitted set or the counts
+ * fail a chi-square test against `expected` (cells expecting fewer than 5 draws are pooled). */
+static bool draws_match(const char *what, gpt2_sampler *s, const float *logits, const double *expected, int V, int n) {
+    int *count = calloc((size_t)V, sizeof *count);
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        int id = gpt2_sample(s, logits);
+        if (id < 0 || id >= V || expected[id] == 0) {
+            printf("FAIL %s: drew id %d, which the definition does not permit\n", what, id);
+            ok = false;
+            break;
+        }
+        count[id]++;
+    }
+    double chi2 = 0, pooled_obs = 0, pooled_exp = 0;
+    int cells = 0;
+    for (int v = 0; ok && v < V; v++) {
+        double e = expected[v] * n;
+        if (e == 0) continue;
+        if (e < 5) { pooled_obs += count[v]; pooled_exp += e; continue; }
+        chi2 += (count[v] - e) * (count[v] - e) / e;
+        cells++;
+    }
+    if (pooled_exp > 0) { chi2 += (pooled_obs - pooled_exp) * (pooled_obs - pooled_exp) / pooled_exp; cells++; }
+    if (ok && cells > 1 && chi2 > chi_square_bound(cells - 1)) {
+        printf("FAIL %s: chi-square %.1f over %d cells, bound %.1f\n", what, chi2, cells, chi_square_bound(cells - 1));
+        ok = false;
+    }
+    free(count);
+    return ok;
+}
+
+/* Every combination of temperature, top-k, min-p and top-p on random logits, small and
+ * GPT-2-sized vocabularies: frequencies match the definition. */
+static void test_sampler_combinations(void) {
+    const float temps[] = {0.4f, 1.0f, 1.7f};
+    const int top_ks[] = {0, 1, 2, 3, 10, 50};
+    const float min_ps[] = {0, 0.02f, 0.1f, 0.5f};
+    const float top_ps[] = {0, 0.1f, 0.5f, 0.8f, 0.95f};
+    int tested = 0, skipped = 0, failed = 0;
+    uint64_t rng = 2024;
+    for (int big = 0; big <= 1; big++) {
+        const int V = big ? 50257 : 40, n_draws = big ? 1000 : 20000;
+        gpt2_model *m = fake_model(V);
+        float *logits = malloc((size_t)V * sizeof *logits);
+        double *want = malloc((size_t)V * sizeof *want);
+        /* a spread like a model's: a few likely tokens, a long tail */
+        for (int v = 0; v < V; v++) logits[v] = (float)(random_uniform(&rng) * 6 - 3 + (v % 7 == 3 ? 3 : 0));
+        for (size_t a = 0; a < sizeof temps / sizeof *temps; a++)
+            for (size_t b = 0; b < sizeof top_ks / sizeof *top_ks; b++)
+                for (size_t c = 0; c < sizeof min_ps / sizeof *min_ps; c++)
+                    for (size_t d = 0; d < sizeof top_ps / sizeof *top_ps; d++) {
+                        if (big && (a != 1 || b % 2 || c % 2 || d % 2)) continue;  /* a slice: each draw costs O(V) */
+                        gpt2_sampling prm = {temps[a], top_ks[b], top_ps[d], min_ps[c], 1000 + (uint64_t)tested};
+                        if (!reference_distribution(logits, V, prm, want)) { skipped++; continue; }
+                        char what[128];
+                        snprintf(what, sizeof what, "V %d, temperature %g, top-k %d, min-p %g, top-p %g", V,
+                                 (double)prm.temperature, prm.top_k, (double)prm.min_p, (double)prm.top_p);
+                        gpt2_sampler *s = sampler(m, prm);
+                        if (!draws_match(what, s, logits, want, V, n_draws)) failed++;
+                        gpt2_sampler_free(s);
+                        tested++;
+                    }
+        free(logits);
+        free(want);
+        free(m);
+    }
+    CHECK(failed == 0, "%d of %d sampling combinations differ from the definition", failed, tested);
+    printf("sampling combinations: %d match the definition (%d skipped: a token within 1e-4 of a filter's edge)\n", tested,
+           skipped);
+
+    /* Named cases. top-k then a small top-p: the nucleus of the two survivors is the first
+     * alone (a read before the candidates' array until the nucleus was taken of what top-k
+     * kept). min-p then top-p: top-p measures the renormalized mass, so here it keeps two of
+     * the four that min-p left (0.55 of 0.65 ≥ 0.8 × 0.65), not all four. */
+    {
+        enum { V = 50257 };
+        gpt2_model *m = fake_model(V);
+        float *logits = malloc(V * sizeof *logits);
+        double *want = malloc(V * sizeof *want);
+        for (int v = 0; v < V; v++) logits[v] = (float)v * 1e-3f;  /* distinct: no ties at the edges */
+        gpt2_sampling prm = {.temperature = 1, .top_k = 2, .top_p = 0.1f, .seed = 5};
+        CHECK(reference_distribution(logits, V, prm, want), "top-k 2, top-p 0.1: reference");
+        gpt2_sampler *s = sampler(m, prm);
+        CHECK(draws_match("top-k 2 then top-p 0.1", s, logits, want, V, 2000), "top-k 2 then top-p 0.1");
+        gpt2_sampler_free(s);
+        free(logits); free(want); free(m);
+    }
+    {
+        enum { V = 20 };
+        gpt2_model *m = fake_model(V);
+        const double p[V] = {0.4, 0.15, 0.05, 0.05, 0.035, 0.035, 0.035, 0.035, 0.035, 0.035,
+                             0.025, 0.025, 0.02, 0.02, 0.01, 0.01, 0.01, 0.01, 0.005, 0.005};
+        float logits[V];
+        double want[V];
+        for (int v = 0; v < V; v++) logits[v] = (float)log(p[v]);
+        gpt2_sampling prm = {.temperature = 1, .min_p = 0.1f, .top_p = 0.8f, .seed = 6};
+        CHECK(reference_distribution(logits, V, prm, want) && want[0] > 0 && want[1] > 0 && want[2] == 0,
+              "min-p 0.1 then top-p 0.8: the reference keeps ids 0 and 1");
+        gpt2_sampler *s = sampler(m, prm);
+        CHECK(draws_match("min-p 0.1 then top-p 0.8", s, logits, want, V, 20000), "min-p then top-p renormalizes");
+        gpt2_sampler_free(s);
+        free(m);
+    }
 }
 
 static void test_sampler(void) {
@@ -132,7 +302,7 @@ static void test_sampler(void) {
     char err[GPT2_ERR_MAX];
     const gpt2_sampling bad[] = {
         {.temperature = -1, .top_p = 1}, {.temperature = NAN, .top_p = 1}, {.temperature = INFINITY, .top_p = 1},
-        {.top_k = -1, .top_p = 1},       {.top_p = 0},                     {.top_p = 1.5f},
+        {.top_k = -1, .top_p = 1},       {.top_p = -0.1f},                 {.top_p = 1.5f},
         {.top_p = NAN},                  {.top_p = 1, .min_p = -0.1f},     {.top_p = 1, .min_p = 2},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -249,7 +419,7 @@ static void test_generate(const char *path) {
     gpt2_stats st;
 
     /* greedy generation = forward + argmax by hand */
-    gpt2_context *ctx = gpt2_context_new(m, 0, 2, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 0, .n_threads = 2}, err, sizeof err);
     gpt2_sampler *greedy = sampler(m, (gpt2_sampling){.temperature = 0, .top_p = 1});
     int expect[20];
     const float *logits = gpt2_forward(ctx, prompt, 3, NULL);
@@ -265,34 +435,34 @@ static void test_generate(const char *path) {
         memcpy(want.text + want.len, b, len);
         want.len += len;
     }
-    gpt2_rewind(ctx, 0);
+    gpt2_context_rewind(ctx, 0);
     int n = gpt2_generate(ctx, greedy, prompt, 3, 20, 1, collect, &got, &st);
     CHECK(n == 20 && st.n_generated == 20 && st.n_prompt == 3 && st.stop == GPT2_STOP_LENGTH, "greedy: %d tokens, stop %d", n, st.stop);
     CHECK(got.len == want.len && !memcmp(got.text, want.text, want.len), "greedy text = the hand-written loop's");
-    CHECK(gpt2_position(ctx) == 3 + 19, "the last token is not fed back: position %d", gpt2_position(ctx));
+    CHECK(gpt2_context_position(ctx) == 3 + 19, "the last token is not fed back: position %d", gpt2_context_position(ctx));
     free(got.text); free(got.ends); free(want.text);
 
     /* <|endoftext|> stops generation unless ignored: make the first greedy token the model's EOT */
     gpt2_model eot_model = *m;
     eot_model.config.eot_token = expect[0];
     ctx->model = &eot_model;
-    gpt2_rewind(ctx, 0);
+    gpt2_context_rewind(ctx, 0);
     n = gpt2_generate(ctx, greedy, prompt, 3, 20, 0, NULL, NULL, &st);
     CHECK(n == 0 && st.stop == GPT2_STOP_EOT, "EOT: %d tokens, stop %d", n, st.stop);
-    gpt2_rewind(ctx, 0);
+    gpt2_context_rewind(ctx, 0);
     n = gpt2_generate(ctx, greedy, prompt, 3, 5, 1, NULL, NULL, &st);
     CHECK(n == 5 && st.stop == GPT2_STOP_LENGTH, "ignore EOT: %d tokens, stop %d", n, st.stop);
     ctx->model = m;
     gpt2_context_free(ctx);
 
     /* a full context stops generation; the last position's prediction is still emitted */
-    ctx = gpt2_context_new(m, 10, 1, err, sizeof err);
+    ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 10, .n_threads = 1}, err, sizeof err);
     n = gpt2_generate(ctx, greedy, prompt, 3, -1, 1, NULL, NULL, &st);
     CHECK(n == 10 - 3 + 1 && st.stop == GPT2_STOP_CONTEXT, "context of 10: %d tokens, stop %d", n, st.stop);
-    gpt2_rewind(ctx, 0);
+    gpt2_context_rewind(ctx, 0);
     int eleven[11] = {0};
     n = gpt2_generate(ctx, greedy, eleven, 11, 5, 1, NULL, NULL, &st);
-    CHECK(n == -1 && st.stop == GPT2_STOP_ERROR && gpt2_position(ctx) == 0, "a prompt longer than the context is an error");
+    CHECK(n == -1 && st.stop == GPT2_STOP_ERROR && gpt2_context_position(ctx) == 0, "a prompt longer than the context is an error");
     n = gpt2_generate(ctx, greedy, eleven, 0, 5, 1, NULL, NULL, &st);
     CHECK(n == -1 && st.stop == GPT2_STOP_ERROR, "an empty prompt is an error");
     gpt2_context_free(ctx);
@@ -302,7 +472,7 @@ static void test_generate(const char *path) {
      * together they are exactly the tokens' bytes. Random weights at a high temperature give
      * plenty of partial-character tokens. */
     for (int threads = 1; threads <= 3; threads += 2) {
-        ctx = gpt2_context_new(m, 0, threads, err, sizeof err);
+        ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 0, .n_threads = threads}, err, sizeof err);
         gpt2_sampler *s = sampler(m, (gpt2_sampling){.temperature = 1.5f, .top_p = 1, .seed = 1234});
         Collected out = {.stop_after = 0};
         n = gpt2_generate(ctx, s, prompt, 3, c->n_ctx - 3, 1, collect, &out, &st);
@@ -316,7 +486,7 @@ static void test_generate(const char *path) {
         gpt2_sampler_free(s);
 
         s = sampler(m, (gpt2_sampling){.temperature = 1.5f, .top_p = 1, .seed = 1234});
-        gpt2_rewind(ctx, 0);
+        gpt2_context_rewind(ctx, 0);
         Collected stopped = {.stop_after = 2};
         n = gpt2_generate(ctx, s, prompt, 3, 50, 1, collect, &stopped, &st);
         CHECK(st.stop == GPT2_STOP_CALLBACK && stopped.chunks == 2, "callback stop: stop %d after %d chunks", st.stop, stopped.chunks);
@@ -330,6 +500,7 @@ static void test_generate(const char *path) {
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: test_sampling MODEL.bin\n"); return 2; }
     test_sampler();
+    test_sampler_combinations();
     test_text_stream();
     test_generate(argv[1]);
     if (failures) { printf("test_sampling: %d failures\n", failures); return 1; }

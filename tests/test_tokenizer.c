@@ -16,7 +16,6 @@
  *   - a megabyte of one letter, of digits, of spaces, of one emoji, of random letters (each
  *     a single piece) encodes quickly;
  *   - two threads sharing one tokenizer get the same ids. */
-#define GPT2_NO_MAIN
 #include "../gpt2.c"
 #include "tokenizer/valid_utf8.h"
 

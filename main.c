@@ -1,0 +1,329 @@
+/* main.c — the gpt2 command-line program: generation, scripting modes and the benchmark.
+ *
+ * It uses the engine through gpt2.h only, as any program embedding gpt2.c would. All
+ * messages for the user are here; the library never prints. Bad input of any kind gets one
+ * line on stderr ("gpt2: ...") and exit status 1; usage errors with no arguments, 2.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gpt2.h"
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gpt2: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static void usage(FILE *out) {
+    fputs(
+        "usage: gpt2 MODEL.bin [PROMPT] [options]\n"
+        "Generates a continuation of PROMPT (default: none, start from <|endoftext|>).\n"
+        "\n"
+        "  -n, --n-predict N    tokens to generate (default 256)\n"
+        "  -t, --temp T         temperature, 0 = greedy (default 0.8)\n"
+        "  -k, --top-k K        sample from the K most likely tokens, 0 = all (default 40)\n"
+        "  -p, --top-p P        then from the most likely tokens up to probability P; 0 or 1 = all (default 0.95)\n"
+        "      --min-p P        drop tokens less likely than P x the most likely, in [0, 1] (default 0)\n"
+        "  -s, --seed S         random seed (default: from the clock, printed in the stats)\n"
+        "      --threads N      worker threads (default: the available cores)\n"
+        "  -f, --file FILE      read the prompt from FILE (- = stdin)\n"
+        "      --ignore-eot     keep going after <|endoftext|>\n"
+        "      --allow-special  '<|endoftext|>' in the prompt is the special token, not text\n"
+        "  -q, --quiet          no stats on stderr\n"
+        "  -h, --help           this help\n"
+        "\n"
+        "Sampling applies temperature, then top-k, min-p and top-p, each to what the one before kept.\n"
+        "\n"
+        "Machine-readable modes:\n"
+        "      --ids A,B,C      the prompt as token ids instead of text\n"
+        "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (with -n 0, stdout stays empty)\n"
+        "      --tokenize FILE  print the token ids of FILE's bytes (- = stdin) and exit\n"
+        "      --bench          measure load time, prefill and decode speed, and memory\n",
+        out);
+}
+
+/* Strict number parsing: the whole argument must be a number within [lo, hi]. */
+static long parse_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi) die("%s expects a whole number in [%ld, %ld], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+static float parse_float(const char *flag, const char *s, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (!*s || *end || errno || !isfinite(v) || v < lo || v > hi) die("%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    return v;
+}
+
+static uint64_t parse_seed(const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *s == '-' || *end || errno) die("-s expects a whole number in [0, 2^64), got '%s'", s);
+    return v;
+}
+
+/* Reads a whole file ("-" = stdin) into a malloc'd buffer. */
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) die("%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) die("%s: out of memory", path);
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *grown = realloc(buf, cap *= 2);
+        if (!grown) free(buf);
+        buf = grown;
+    }
+    if (ferror(f)) die("%s: read error", path);
+    if (f != stdin) fclose(f);
+    *len = n;
+    return buf;
+}
+
+static int *parse_ids(const char *list, int vocab_size, int n_ctx, int *n_out) {
+    int n = 0, cap = 16;
+    int *ids = malloc(cap * sizeof *ids);
+    for (const char *s = list; ids;) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        const char *problem = end == s || errno || (*end && *end != ',') ? "expects comma-separated token ids"
+                              : v < 0 || v >= vocab_size                  ? "has an id outside the vocabulary"
+                              : n == n_ctx                                ? "has more ids than the model's context"
+                                                                          : NULL;
+        if (problem) {
+            free(ids);
+            die("--ids %s (vocabulary [0, %d), context %d): '%.*s'", problem, vocab_size, n_ctx, (int)(end - s + (end == s)), s);
+        }
+        if (n == cap) {
+            int *grown = realloc(ids, (size_t)(cap *= 2) * sizeof *ids);
+            if (!grown) free(ids);
+            ids = grown;
+            if (!ids) break;
+        }
+        ids[n++] = (int)v;
+        if (!*end) break;
+        s = end + 1;
+    }
+    if (!ids) die("out of memory");
+    *n_out = n;
+    return ids;
+}
+
+static int print_text(void *user, const char *text, size_t len) {
+    (void)user;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static double clock_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
+}
+
+/* --bench: prefill a prompt of n_prompt tokens, then decode n_decode tokens greedily. */
+static void bench(gpt2_model *model, const char *path, const int *prompt, int n_prompt, int n_decode, int threads) {
+    const gpt2_config *c = gpt2_model_config(model);
+    if (n_prompt + n_decode > c->n_ctx) n_decode = c->n_ctx - n_prompt;
+    char err[GPT2_ERR_MAX];
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_prompt + n_decode, .n_threads = threads}, err, sizeof err);
+    gpt2_sampler *greedy = gpt2_sampler_new(model, &(gpt2_sampling){0}, err, sizeof err);
+    if (!ctx || !greedy) die("%s", err);
+    gpt2_forward(ctx, prompt, 1, NULL);  /* warm-up: fault the mapped weights in */
+    gpt2_context_rewind(ctx, 0);
+    gpt2_stats st;
+    gpt2_generate(ctx, greedy, prompt, n_prompt, n_decode, 1, NULL, NULL, &st);
+    printf("model    %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM parameters, %.1f MB (%s, format v%d)\n",
+           path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6,
+           gpt2_model_file_size(model) / 1e6, gpt2_dtype_name(gpt2_model_dtype(model)), gpt2_model_version(model));
+    printf("machine  %d threads (%d cores available), %s kernels\n", gpt2_context_threads(ctx), gpt2_available_cores(),
+           gpt2_kernel_name());
+    printf("load     %.3f ms\n", gpt2_model_load_ms(model));
+    printf("prefill  %d tokens in %.1f ms: %.1f tok/s\n", st.n_prompt, st.prefill_ms, st.n_prompt / (st.prefill_ms / 1e3));
+    printf("decode   %d tokens in %.1f ms: %.2f tok/s (%.2f ms/token)\n", st.n_generated, st.decode_ms,
+           st.n_generated / (st.decode_ms / 1e3), st.decode_ms / (st.n_generated ? st.n_generated : 1));
+    printf("memory   peak RSS %.1f MB, of which KV cache %.1f MB (weights are mapped, counted as touched)\n", peak_rss_mb(),
+           gpt2_context_kv_bytes(ctx) / 1e6);
+    gpt2_sampler_free(greedy);
+    gpt2_context_free(ctx);
+}
+
+int main(int argc, char **argv) {
+    const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *ids_arg = NULL, *logits_path = NULL,
+               *tokenize_path = NULL;
+    int n_predict = 256, threads = 0;
+    bool seed_given = false, ignore_eot = false, allow_special = false, quiet = false, run_bench = false, n_given = false;
+    gpt2_sampling sp = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.0f};
+
+    bool options_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (options_done || a[0] != '-' || a[1] == '\0') {  /* positional ("-" alone is one too) */
+            if (!model_path) model_path = a;
+            else if (!prompt_arg) prompt_arg = a;
+            else die("unexpected argument '%s' (quote the prompt; see --help)", a);
+            continue;
+        }
+        if (!strcmp(a, "--")) { options_done = true; continue; }
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--ignore-eot")) { ignore_eot = true; continue; }
+        if (!strcmp(a, "--allow-special")) { allow_special = true; continue; }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = true; continue; }
+        if (!strcmp(a, "--bench")) { run_bench = true; continue; }
+        /* the rest take a value: "-n 5", "--n-predict 5" or "--n-predict=5" */
+        const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
+        size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
+        const char *v = eq ? eq + 1 : NULL;
+#define IS(flag) (strlen(flag) == name_len && !strncmp(a, flag, name_len))
+        if (!(IS("-n") || IS("--n-predict") || IS("-t") || IS("--temp") || IS("-k") || IS("--top-k") || IS("-p") ||
+              IS("--top-p") || IS("--min-p") || IS("-s") || IS("--seed") || IS("--threads") || IS("-f") ||
+              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize")))
+            die("unknown option '%s' (see --help)", a);
+        if (!v) {
+            if (i + 1 >= argc) die("%s needs a value", a);
+            v = argv[++i];
+        }
+        if (IS("-n") || IS("--n-predict")) { n_predict = (int)parse_long(a, v, 0, 1 << 30); n_given = true; }
+        else if (IS("-t") || IS("--temp")) sp.temperature = parse_float(a, v, 0.0f, 1e6f);
+        else if (IS("-k") || IS("--top-k")) sp.top_k = (int)parse_long(a, v, 0, 1 << 30);
+        else if (IS("-p") || IS("--top-p")) sp.top_p = parse_float(a, v, 0.0f, 1.0f);
+        else if (IS("--min-p")) sp.min_p = parse_float(a, v, 0.0f, 1.0f);
+        else if (IS("-s") || IS("--seed")) { sp.seed = parse_seed(v); seed_given = true; }
+        else if (IS("--threads")) threads = (int)parse_long(a, v, 1, 1024);
+        else if (IS("-f") || IS("--file")) prompt_file = v;
+        else if (IS("--ids")) ids_arg = v;
+        else if (IS("--logits")) logits_path = v;
+        else if (IS("--tokenize")) tokenize_path = v;
+#undef IS
+    }
+    if (!model_path) { usage(stderr); return 2; }
+    if ((prompt_arg != NULL) + (prompt_file != NULL) + (ids_arg != NULL) > 1)
+        die("give the prompt one way: as an argument, with -f, or with --ids");
+    if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(clock_ms() * 1e3);
+
+    char err[GPT2_ERR_MAX];
+    gpt2_model *model = gpt2_load(model_path, err, sizeof err);
+    if (!model) die("%s", err);
+    const gpt2_config *c = gpt2_model_config(model);
+
+    if (tokenize_path) {
+        size_t len, n;
+        char *text = read_all(tokenize_path, &len);
+        int *ids = gpt2_tokenize(model, text, len, allow_special ? GPT2_ALLOW_SPECIAL : 0, &n);
+        if (!ids) die("out of memory");
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+        free(ids); free(text); gpt2_free(model);
+        return 0;
+    }
+
+    /* the prompt, as token ids */
+    char *text = NULL;
+    size_t text_len = 0;
+    int *tokens = NULL, n_tokens = 0;
+    if (ids_arg) {
+        tokens = parse_ids(ids_arg, c->vocab_size, c->n_ctx, &n_tokens);
+    } else {
+        if (prompt_file) text = read_all(prompt_file, &text_len);
+        else if (prompt_arg) text = strdup(prompt_arg), text_len = strlen(prompt_arg);
+        else text = calloc(1, 1);
+        if (!text) die("out of memory");
+        size_t valid = gpt2_utf8_valid_prefix(text, text_len);
+        if (valid < text_len) die("the prompt is not valid UTF-8 (byte 0x%02x at offset %zu)", (unsigned char)text[valid], valid);
+        size_t n;
+        tokens = gpt2_tokenize(model, text, text_len, allow_special ? GPT2_ALLOW_SPECIAL : 0, &n);
+        if (!tokens) die("out of memory");
+        if (n > (size_t)c->n_ctx) die("the prompt is %zu tokens, longer than the model's context of %d", n, c->n_ctx);
+        n_tokens = (int)n;
+    }
+    if (n_tokens == 0) {  /* nothing to condition on: start a new document, as GPT-2 was trained */
+        int *eot = realloc(tokens, sizeof *eot);
+        if (!eot) die("out of memory");
+        tokens = eot;
+        tokens[0] = c->eot_token;
+        n_tokens = 1;
+    }
+
+    if (run_bench) {
+        if (!prompt_arg && !prompt_file && !ids_arg) {  /* no prompt given: 128 arbitrary tokens */
+            n_tokens = c->n_ctx < 256 ? c->n_ctx / 2 : 128;
+            int *ids = realloc(tokens, (size_t)n_tokens * sizeof *ids);
+            if (!ids) die("out of memory");
+            tokens = ids;
+            for (int i = 0; i < n_tokens; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
+        }
+        bench(model, model_path, tokens, n_tokens, n_given ? n_predict : 128, threads);
+        free(tokens); free(text); gpt2_free(model);
+        return 0;
+    }
+
+    int ctx_size = n_tokens + n_predict < c->n_ctx ? n_tokens + n_predict : c->n_ctx;
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads}, err, sizeof err);
+    if (!ctx) die("%s", err);
+
+    if (logits_path) {
+        size_t count = (size_t)n_tokens * (size_t)c->vocab_size;
+        float *logits = malloc(count * sizeof *logits);
+        if (!logits) die("out of memory for %d x %d logits", n_tokens, c->vocab_size);
+        gpt2_forward(ctx, tokens, n_tokens, logits);
+        FILE *f = fopen(logits_path, "wb");
+        if (!f) die("%s: %s", logits_path, strerror(errno));
+        if (fwrite(logits, sizeof *logits, count, f) != count || fclose(f) != 0) die("%s: write failed", logits_path);
+        free(logits);
+        gpt2_context_rewind(ctx, 0);
+        if (n_predict == 0) {
+            gpt2_context_free(ctx); free(tokens); free(text); gpt2_free(model);
+            return 0;
+        }
+    }
+
+    gpt2_sampler *sampler = gpt2_sampler_new(model, &sp, err, sizeof err);
+    if (!sampler) die("%s", err);
+    if (text && !logits_path) print_text(NULL, text, text_len);  /* echo the prompt as given */
+    gpt2_stats st;
+    gpt2_generate(ctx, sampler, tokens, n_tokens, n_predict, ignore_eot, print_text, NULL, &st);
+    putchar('\n');
+    fflush(stdout);
+    if (st.stop == GPT2_STOP_CONTEXT) fprintf(stderr, "gpt2: the context is full (%d positions); stopped\n", ctx_size);
+    if (!quiet)
+        fprintf(stderr, "load %.2f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %s | seed %llu\n",
+                gpt2_model_load_ms(model), st.n_prompt, st.n_prompt / (st.prefill_ms / 1e3), st.n_generated,
+                st.n_generated / (st.decode_ms > 0 ? st.decode_ms / 1e3 : 1), gpt2_context_threads(ctx), gpt2_kernel_name(),
+                (unsigned long long)sp.seed);
+    gpt2_sampler_free(sampler);
+    gpt2_context_free(ctx);
+    free(tokens); free(text);
+    gpt2_free(model);
+    return 0;
+}
