@@ -968,6 +968,31 @@ static void gelu(float *out, const float *in, size_t n) {
     }
 }
 
+/* ---- the micro-kernel of every product ---------------------------------------------------- */
+
+/* tile[r][0, vecs·VEC_WIDTH) = Σ_{k<K} A[r·a_row + k·a_k] · B[k·b_k + (0, vecs·VEC_WIDTH)], r < rows.
+ * Each A element is broadcast against vectors of one B row, so no vector needs reducing at
+ * the end; with constant rows and vecs the sums live in registers. The batched matmul, both
+ * products of attention and the trainer's backward matmuls are this with other strides. */
+#define TILE_MAX_ROWS 8
+#define TILE_MAX_VECS 4
+static ALWAYS_INLINE void gemm_tile(float *tile, size_t tile_stride, const float *A, size_t a_row, size_t a_k,
+                                    const float *B, size_t b_k, int K, const int rows, const int vecs) {
+    vec acc[TILE_MAX_ROWS][TILE_MAX_VECS];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = vec_zero();
+    for (int k = 0; k < K; k++) {
+        vec b[TILE_MAX_VECS];
+        for (int v = 0; v < vecs; v++) b[v] = vec_load(B + (size_t)k * b_k + v * VEC_WIDTH);
+        for (int r = 0; r < rows; r++) {
+            vec a = vec_set1(A[r * a_row + (size_t)k * a_k]);
+            for (int v = 0; v < vecs; v++) acc[r][v] = vec_fma(a, b[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) vec_store(tile + r * tile_stride + v * VEC_WIDTH, acc[r][v]);
+}
+
 /* ---- matmul ------------------------------------------------------------------------------- */
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
@@ -1030,31 +1055,15 @@ static void matmul_dot_task(void *arg, int begin, int end, int thread) {
     matmul_finish(m, begin, end);
 }
 
-/* A batch: `rows` outputs × `vecs` vectors of positions from t. For each input channel i,
- * W[o][i] is broadcast and multiplied into the transposed batch's row i. */
+/* A batch: `rows` outputs × `vecs` vectors of positions from t: W's rows are A, the transposed
+ * batch is B (its row i holds input channel i of every position). */
 static ALWAYS_INLINE void matmul_batch_tile(const Matmul *m, int o, int t, const int rows, const int vecs) {
-    const int n = m->n_in;
-    const size_t ws = m->w_stride;
-    const float *w = m->w + (size_t)o * ws;
-    vec acc[BATCH_ROWS][BATCH_VECS];
+    float tile[BATCH_ROWS][BATCH_VECS * VEC_WIDTH];
+    gemm_tile(&tile[0][0], BATCH_VECS * VEC_WIDTH, m->w + (size_t)o * m->w_stride, m->w_stride, 1, m->in_t + t, m->T_padded,
+              m->n_in, rows, vecs);
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) acc[r][v] = vec_zero();
-    for (int i = 0; i < n; i++) {
-        const float *x = m->in_t + (size_t)i * m->T_padded + t;
-        vec xv[BATCH_VECS];
-        for (int v = 0; v < vecs; v++) xv[v] = vec_load(x + v * VEC_WIDTH);
-        for (int r = 0; r < rows; r++) {
-            vec wv = vec_set1(w[r * ws + i]);
-            for (int v = 0; v < vecs; v++) acc[r][v] = vec_fma(wv, xv[v], acc[r][v]);
-        }
-    }
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) {
-            float lanes[VEC_WIDTH];
-            vec_store(lanes, acc[r][v]);
-            for (int l = 0; l < VEC_WIDTH && t + v * VEC_WIDTH + l < m->T; l++)  /* padding lanes are dropped */
-                matmul_store(m, o + r, t + v * VEC_WIDTH + l, lanes[l]);
-        }
+        for (int l = 0; l < vecs * VEC_WIDTH && t + l < m->T; l++)  /* padding lanes are dropped */
+            matmul_store(m, o + r, t + l, tile[r][l]);
 }
 
 static void matmul_batch_task(void *arg, int begin, int end, int thread) {
@@ -1121,20 +1130,6 @@ typedef struct {
     int T, pos0, NH, HS;
 } Attention;
 
-/* out[0, blocks·VEC_WIDTH) = Σ_k a[k] · rows[k·stride + (0, blocks·VEC_WIDTH)]: a weighted sum of
- * n rows, kept in registers across all of them. Attention does both of its products with it:
- * scores = Σ_d q[d] · (keys' channel d, across positions), since keys are stored transposed,
- * and out = Σ_j p[j] · v_j. No vector needs reducing at the end. */
-static ALWAYS_INLINE void weighted_rows(float *out, const float *a, const float *rows, size_t stride, int n, const int blocks) {
-    vec acc[4];
-    for (int b = 0; b < blocks; b++) acc[b] = vec_zero();
-    for (int k = 0; k < n; k++) {
-        vec ak = vec_set1(a[k]);
-        for (int b = 0; b < blocks; b++) acc[b] = vec_fma(ak, vec_load(rows + (size_t)k * stride + b * VEC_WIDTH), acc[b]);
-    }
-    for (int b = 0; b < blocks; b++) vec_store(out + b * VEC_WIDTH, acc[b]);
-}
-
 static void attention_task(void *arg, int begin, int end, int thread) {
     const Attention *a = arg;
     const int HS = a->HS, ks = a->key_stride;
@@ -1150,9 +1145,9 @@ static void attention_task(void *arg, int begin, int end, int thread) {
         float *out = a->out + (size_t)t * a->out_stride + h * HS;
         float *p = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : scores;
         /* p = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
-        int j = 0;
-        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) weighted_rows(p + j, q, keys + j, ks, HS, 4);
-        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) weighted_rows(p + j, q, keys + j, ks, HS, 1);
+        int j = 0;  /* scores of VEC_WIDTH keys at a time: Σ_d q[d] · (channel d of those keys) */
+        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) gemm_tile(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 4);
+        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) gemm_tile(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 1);
         for (; j < n_keys; j++) {
             float s = 0.0f;
             for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ks + j];
@@ -1169,8 +1164,8 @@ static void attention_task(void *arg, int begin, int end, int thread) {
         for (j = 0; j < n_keys; j++) p[j] *= inv_sum;
         /* out = Σ_j p_j · v_j */
         int i = 0;
-        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) weighted_rows(out + i, p, values + i, a->value_stride, n_keys, 4);
-        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) weighted_rows(out + i, p, values + i, a->value_stride, n_keys, 1);
+        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) gemm_tile(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 4);
+        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) gemm_tile(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 1);
         for (; i < HS; i++) {
             float s = 0.0f;
             for (j = 0; j < n_keys; j++) s += p[j] * values[(size_t)j * a->value_stride + i];
