@@ -18,11 +18,15 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 
 ENGINE = gpt2.c gpt2.h tokenizer.c tokenizer_unicode.h
 
-.PHONY: all test bench bench-engine clean
-all: gpt2 export/convert
+.PHONY: all test bench bench-engine bench-train clean
+all: gpt2 export/convert train_gpt2
 
 gpt2: main.c $(ENGINE)
 	$(CC) $(ALL_CFLAGS) -o $@ main.c gpt2.c $(LDLIBS)
+
+# the trainer #includes gpt2.c: one translation unit, the engine's kernels and structs
+train_gpt2: train_gpt2.c $(ENGINE)
+	$(CC) $(ALL_CFLAGS) -o $@ train_gpt2.c $(LDLIBS)
 
 export/convert: export/convert.c $(ENGINE)
 	$(CC) $(ALL_CFLAGS) -o $@ export/convert.c gpt2.c $(LDLIBS)
@@ -116,6 +120,51 @@ test-valgrind: build/gpt2-valgrind build/tiny.bin
 			build/gpt2-valgrind build/tiny.bin --ids 464,3290,318 --logits build/valgrind.f32 -n 0 && \
 		echo "test_valgrind: ok (no memory errors, no leaks)"; \
 	else echo "skipped: valgrind not installed"; fi
+
+# ---- trainer tests ---------------------------------------------------------------------
+# test-train: tests/test_train.c against nanoGPT's loss, gradients and AdamW steps on the tiny
+# fixture, finite differences, the trainer's forward against the engine's, --sequential
+# batches, and vocabularies learned from texts (natively and under ASan/UBSan).
+# test-train-cli: tests/test_train_cli.sh: the usage contract, exact resumes, Ctrl-C, bad
+# input, a full disk, and 50 steps from scratch on tinyshakespeare (from ../shared, if there);
+# then a short run under valgrind. test-ppl: gpt2 --ppl against tests/ppl_reference.c.
+TRAIN_TESTS = test-train test-train-cli test-ppl
+.PHONY: $(TRAIN_TESTS)
+SHAKESPEARE = $(wildcard ../shared/data/tinyshakespeare.txt)
+build/test_train: tests/test_train.c train_gpt2.c export/json.h $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
+build/test_train-san: tests/test_train.c train_gpt2.c export/json.h $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
+build/train_gpt2-valgrind: train_gpt2.c $(ENGINE) | build
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ train_gpt2.c $(LDLIBS)
+build/ppl_reference: tests/ppl_reference.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ tests/ppl_reference.c gpt2.c $(LDLIBS)
+
+test-train: build/test_train build/test_train-san build/tiny.bin
+	mkdir -p build/train
+	build/test_train tests/fixtures/tiny/train build/tiny.bin build/train $(SHAKESPEARE) tests/tokenizer/unicode_text.txt
+	build/test_train-san tests/fixtures/tiny/train build/tiny.bin build/train tests/tokenizer/unicode_text.txt
+
+test-train-cli: train_gpt2 gpt2 build/train_gpt2-valgrind build/tiny.bin test-badfiles
+	tests/test_train_cli.sh ./train_gpt2 ./gpt2 build/tiny.bin build/bad/magic.bin $(SHAKESPEARE)
+	@if command -v valgrind >/dev/null; then \
+		head -c 20000 tests/tokenizer/unicode_text.txt >build/train/valgrind.txt && \
+		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			build/train_gpt2-valgrind --data build/train/valgrind.txt --vocab 300 --layers 2 --heads 2 --embd 16 --ctx 16 \
+			--batch 2 --steps 3 --eval-every 2 --threads 2 --out build/train/valgrind.bin >/dev/null && \
+		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+			build/train_gpt2-valgrind --resume build/train/valgrind.bin --data build/train/valgrind.txt --steps 4 >/dev/null && \
+		echo "test_train valgrind: ok (no memory errors, no leaks, in training and resuming)"; \
+	else echo "skipped: valgrind not installed (trainer)"; fi
+
+test-ppl: gpt2 build/ppl_reference build/tiny.bin
+	@head -c 3000 tests/tokenizer/unicode_text.txt >build/ppl.txt; \
+	for w in 64 16 7; do \
+		want=$$(build/ppl_reference build/tiny.bin build/ppl.txt $$w) && \
+		got=$$(./gpt2 build/tiny.bin --ppl build/ppl.txt --ctx $$w | sed -n 's/.*: \([0-9.]*\) nats per token.*/\1/p') && \
+		awk -v a="$$want" -v b="$$got" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-3 * a) }' || \
+		{ echo "FAIL: --ppl --ctx $$w says $$got nats per token, the reference $$want"; exit 1; }; \
+	done; echo "test_ppl: --ppl agrees with a token-by-token reference for windows of 64, 16 and 7"
 
 # ---- converter tests -------------------------------------------------------------------
 # build/tiny.bin and build/odd.bin: the reference fixtures converted, used by every test.
@@ -243,7 +292,7 @@ bench-tokenizer: build/test_tokenizer build/tiny.bin
 		echo "skipped: js-tiktoken and tiktoken (need node and npm)"; \
 	fi
 
-test: all $(ENGINE_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
+test: all $(ENGINE_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
 	@echo "all tests passed"
 
 # Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load
@@ -257,5 +306,15 @@ build/random_model: tools/random_model.c $(ENGINE) | build
 build/gpt2-124M.bin: build/random_model build/tiny.bin
 	build/random_model $@ build/tiny.bin 12 12 768 1024
 
+# Training speed: ms per step and tokens/s at GPT-2 124M's shape (B = 4, T = 64) and at the
+# shipped model's, on all cores and on one.
+bench: bench-train
+bench-train: train_gpt2 build/gpt2-124M.bin
+	@text=$${SHAKESPEARE_TXT:-$(firstword $(SHAKESPEARE) tests/tokenizer/unicode_text.txt)}; \
+	for t in 0 1; do threads=$$([ $$t = 0 ] && echo "" || echo "--threads 1"); \
+		echo "train, GPT-2 124M shape, B=4 T=64 $${threads:-(all cores)}:"; \
+		./train_gpt2 --init build/gpt2-124M.bin --data $$text --batch 4 --seq 64 --steps 6 --bench $$threads | tail -n 1; \
+	done
+
 clean:
-	rm -rf gpt2 export/convert build
+	rm -rf gpt2 export/convert train_gpt2 build

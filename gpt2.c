@@ -1092,23 +1092,32 @@ static void transpose_task(void *arg, int begin, int end, int thread) {
     }
 }
 
+/* Positions a batched matmul computes together: their transposed inputs (at most 4C × 64
+ * floats, 786 KB for GPT-2's 768 channels) stay in cache while every weight row passes. */
+#define MATMUL_POSITIONS 64
+
 /* Floats of scratch a matmul of T positions with n_in inputs needs (the transposed batch). */
 static size_t matmul_scratch_floats(int T, int n_in) {
+    if (T > MATMUL_POSITIONS) T = MATMUL_POSITIONS;
     return (size_t)n_in * (size_t)((T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH);
 }
 
 /* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
- * the pool. scratch holds matmul_scratch_floats(T, w.cols) floats. */
+ * the pool; more than MATMUL_POSITIONS positions go in chunks of that many. scratch holds
+ * matmul_scratch_floats(T, w.cols) floats. */
 static void matmul(gpt2_pool *pool, float *scratch, float *out, const float *in, const Tensor *w, const float *bias,
                    int T, Epilogue epilogue) {
-    Matmul m = {out, in, scratch, (T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH, w->data, w->row_bytes / sizeof(float),
-                bias, T, w->cols, w->rows, epilogue};
-    if (T < BATCH_MIN) {
-        pool_run(pool, matmul_dot_task, &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
-        return;
+    for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
+        const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
+        Matmul m = {out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, scratch, (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH,
+                    w->data, w->row_bytes / sizeof(float), bias, n, w->cols, w->rows, epilogue};
+        if (n < BATCH_MIN) {
+            pool_run(pool, matmul_dot_task, &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
+            continue;
+        }
+        pool_run(pool, transpose_task, &m, m.n_in, pool_chunk(pool, m.n_in, 16));
+        pool_run(pool, matmul_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
     }
-    pool_run(pool, transpose_task, &m, m.n_in, pool_chunk(pool, m.n_in, 16));
-    pool_run(pool, matmul_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
 }
 
 /* ---- attention ---------------------------------------------------------------------------- */
@@ -1182,7 +1191,7 @@ static void attention(gpt2_pool *pool, const Attention *a) {
  * The forward pass
  * ========================================================================================== */
 
-#define MAX_BATCH 64  /* prompt positions computed together: bounds activation memory */
+#define MAX_BATCH MATMUL_POSITIONS  /* prompt positions computed together: bounds activation memory */
 _Static_assert(MAX_BATCH % 16 == 0, "a batch is whole vectors of positions for every VEC_WIDTH");
 
 struct gpt2_context {

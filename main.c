@@ -54,7 +54,9 @@ static void usage(FILE *out) {
         "      --ids A,B,C      the prompt as token ids instead of text\n"
         "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (with -n 0, stdout stays empty)\n"
         "      --tokenize FILE  print the token ids of FILE's bytes (- = stdin) and exit\n"
-        "      --bench          measure load time, prefill and decode speed, and memory\n",
+        "      --bench          measure load time, prefill and decode speed, and memory\n"
+        "      --ppl FILE       the model's loss on FILE: nats per token, perplexity, bits per byte\n"
+        "      --ctx N          --ppl's window (default: the model's context); windows overlap by half\n",
         out);
 }
 
@@ -152,6 +154,57 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
 }
 
+/* --ppl: the mean loss of the model on a text, in sliding windows. The tokens are
+ * <|endoftext|> followed by the text's, so every token of the text is predicted. A window holds
+ * `window` tokens and starts half a window after the one before; it scores the tokens the
+ * previous window did not reach, so each token but the first half-window's is predicted from
+ * at least half a window of context. */
+static void perplexity(gpt2_model *model, const char *path, const char *text, size_t len, int window, int threads) {
+    const gpt2_config *c = gpt2_model_config(model);
+    char err[GPT2_ERR_MAX];
+    size_t n_text;
+    int *text_ids = gpt2_tokenize(model, text, len, 0, &n_text);
+    if (!text_ids) die("out of memory");
+    if (n_text == 0) die("%s is empty", path);
+    const size_t n = n_text + 1;
+    int *ids = malloc(n * sizeof *ids);
+    float *logits = malloc((size_t)64 * c->vocab_size * sizeof *logits);
+    if (!ids || !logits) die("out of memory");
+    ids[0] = c->eot_token;
+    memcpy(ids + 1, text_ids, n_text * sizeof *ids);
+    free(text_ids);
+    if (window < 2) die("--ctx %d: a window needs at least 2 tokens", window);
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = window, .n_threads = threads}, err, sizeof err);
+    if (!ctx) die("%s", err);
+    const int stride = window / 2;
+    double nats = 0;
+    size_t scored_to = 1, windows = 0;  /* targets [1, scored_to) are scored */
+    for (size_t start = 0; scored_to < n; start += (size_t)stride, windows++) {
+        const size_t end = start + (size_t)window < n ? start + (size_t)window : n;
+        /* targets [scored_to, end) need the logits of positions [scored_to - 1, end - 1) */
+        gpt2_context_rewind(ctx, 0);
+        if (scored_to - 1 > start) gpt2_forward(ctx, ids + start, (int)(scored_to - 1 - start), NULL);
+        for (size_t p = scored_to - 1; p < end - 1; p += 64) {
+            const int chunk = (int)(end - 1 - p < 64 ? end - 1 - p : 64);
+            gpt2_forward(ctx, ids + p, chunk, logits);
+            for (int t = 0; t < chunk; t++) {
+                const float *row = logits + (size_t)t * c->vocab_size;
+                double max = row[0], z = 0;
+                for (int v = 1; v < c->vocab_size; v++) if (row[v] > max) max = row[v];
+                for (int v = 0; v < c->vocab_size; v++) z += exp(row[v] - max);
+                nats += max + log(z) - row[ids[p + t + 1]];
+            }
+        }
+        scored_to = end;
+    }
+    const double per_token = nats / (double)n_text;
+    printf("%s: %zu bytes, %zu tokens, %zu windows of %d (stride %d): %.4f nats per token, perplexity %.3f, %.4f bits per byte\n",
+           path, len, n_text, windows, window, stride, per_token, exp(per_token), nats / log(2.0) / (double)len);
+    gpt2_context_free(ctx);
+    free(ids);
+    free(logits);
+}
+
 /* --bench: prefill a prompt of n_prompt tokens, then decode n_decode tokens greedily. */
 static void bench(gpt2_model *model, const char *path, const int *prompt, int n_prompt, int n_decode, int threads) {
     const gpt2_config *c = gpt2_model_config(model);
@@ -181,8 +234,8 @@ static void bench(gpt2_model *model, const char *path, const int *prompt, int n_
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *ids_arg = NULL, *logits_path = NULL,
-               *tokenize_path = NULL;
-    int n_predict = 256, threads = 0;
+               *tokenize_path = NULL, *ppl_path = NULL;
+    int n_predict = 256, threads = 0, window = 0;
     bool seed_given = false, ignore_eot = false, allow_special = false, quiet = false, run_bench = false, n_given = false;
     gpt2_sampling sp = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.0f};
 
@@ -208,7 +261,7 @@ int main(int argc, char **argv) {
 #define IS(flag) (strlen(flag) == name_len && !strncmp(a, flag, name_len))
         if (!(IS("-n") || IS("--n-predict") || IS("-t") || IS("--temp") || IS("-k") || IS("--top-k") || IS("-p") ||
               IS("--top-p") || IS("--min-p") || IS("-s") || IS("--seed") || IS("--threads") || IS("-f") ||
-              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize")))
+              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize") || IS("--ppl") || IS("--ctx")))
             die("unknown option '%s' (see --help)", a);
         if (!v) {
             if (i + 1 >= argc) die("%s needs a value", a);
@@ -225,6 +278,8 @@ int main(int argc, char **argv) {
         else if (IS("--ids")) ids_arg = v;
         else if (IS("--logits")) logits_path = v;
         else if (IS("--tokenize")) tokenize_path = v;
+        else if (IS("--ppl")) ppl_path = v;
+        else if (IS("--ctx")) window = (int)parse_long(a, v, 2, 1 << 20);
 #undef IS
     }
     if (!model_path) { usage(stderr); return 2; }
@@ -237,6 +292,16 @@ int main(int argc, char **argv) {
     if (!model) die("%s", err);
     const gpt2_config *c = gpt2_model_config(model);
 
+    if (window > c->n_ctx) die("--ctx %d is longer than the model's context of %d positions", window, c->n_ctx);
+    if (ppl_path) {
+        if (prompt_arg || prompt_file || ids_arg) die("--ppl reads its text from FILE; give no prompt");
+        size_t len;
+        char *text = read_all(ppl_path, &len);
+        perplexity(model, ppl_path, text, len, window ? window : c->n_ctx, threads);
+        free(text);
+        gpt2_free(model);
+        return 0;
+    }
     if (tokenize_path) {
         size_t len, n;
         char *text = read_all(tokenize_path, &len);

@@ -1,6 +1,6 @@
 /* tokenizer.c — GPT-2's byte-level BPE, identical to tiktoken's "gpt2" encoding.
  *
- * #included by gpt2.c after gpt2.h and <stdint.h> <stddef.h> <stdlib.h> <string.h> <stdio.h>.
+ * #included by gpt2.c after gpt2.h and <stdbool.h> <stdint.h> <stddef.h> <stdlib.h> <string.h> <stdio.h>.
  * Everything here is static; gpt2.c wraps it as gpt2_tokenize, gpt2_token_bytes and
  * gpt2_utf8_incomplete_tail. The vocabulary and merges are read in place from the model file
  * (docs/FORMAT.md, "Tokenizer section"); tokens are raw bytes, not vocab.json's printable form.
@@ -342,6 +342,7 @@ typedef struct {
     uint64_t *heap;    /* [3 cap]: min-heap of rank << 32 | p */
     MergedPiece *cache;  /* [cache_mask + 1], direct-mapped: a new piece replaces an old one */
     size_t cache_mask;
+    bool no_cache;       /* for callers that reuse the output buffer (the cache points into it) */
 } TokenizerCall;
 
 static void call_free_scratch(TokenizerCall *c) {
@@ -460,7 +461,7 @@ static int encode_piece(const Tokenizer *t, TokenizerCall *c, const uint8_t *pie
     uint32_t id = tokenizer_lookup(t, piece, n);
     if (id != TOKENIZER_NONE) return emit_token(c, id);
     if (n >= UINT32_MAX) return -1;
-    MergedPiece *cached = cache_entry(c, piece, n, text_len);
+    MergedPiece *cached = c->no_cache ? NULL : cache_entry(c, piece, n, text_len);
     if (cached && cached->piece && cached->len == n && memcmp(cached->piece, piece, n) == 0) {
         for (size_t i = 0; i < cached->n_ids; i++)
             if (emit_token(c, (uint32_t)c->ids[cached->first_id + i])) return -1;
