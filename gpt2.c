@@ -1135,7 +1135,7 @@ typedef struct {
     const float *values;   /* v_j of head h at values + h·value_head_stride + j·value_stride */
     size_t value_head_stride, value_stride;
     float *scores;         /* (threads, key_stride) scratch */
-    float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query, for training */
+    float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
     int T, pos0, NH, HS;
 } Attention;
 
@@ -1171,6 +1171,8 @@ static void attention_task(void *arg, int begin, int end, int thread) {
         for (j = 0; j < n_keys; j++) sum += p[j];
         float inv_sum = 1.0f / sum;
         for (j = 0; j < n_keys; j++) p[j] *= inv_sum;
+        if (a->probs)  /* the masked keys, 0 in the stored softmax: its backward reads whole columns */
+            for (j = n_keys; j < a->pos0 + a->T; j++) p[j] = 0.0f;
         /* out = Σ_j p_j · v_j */
         int i = 0;
         for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) gemm_tile(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 4);

@@ -181,8 +181,13 @@ static void bpe_learn(Vocab *v, const uint8_t *text, size_t len, int n_tokens, b
         n_pieces++;
     }
 
-    const uint64_t table_size = 1 << 22, mask = table_size - 1;
+    size_t symbols = 0;  /* adjacent pairs are fewer than the pieces' bytes: a table twice that */
+    for (size_t p = 0; p < n_pieces; p++) symbols += pieces[p].len;
+    uint64_t table_size = 1024;
+    while (table_size < 2 * symbols) table_size *= 2;
+    const uint64_t mask = table_size - 1;
     PairCount *pairs = xcalloc(table_size, sizeof *pairs);
+    uint64_t *used = xmalloc(symbols * sizeof *used), n_used = 0;  /* slots to clear for the next count */
     Tokenizer tok = {0};
     TokenizerCall call = {.no_cache = true};  /* its output is reset for every piece */
     call.cap_ids = 64;
@@ -191,12 +196,13 @@ static void bpe_learn(Vocab *v, const uint8_t *text, size_t len, int n_tokens, b
     if (tokenizer_init(&tok, v->n_tokens, v->offsets, v->bytes, 0, v->merges, 0, NULL, err, sizeof err)) die("%s", err);
     while (v->n_tokens < n_tokens - 1) {
         /* count adjacent pairs, weighted by how often their piece occurs */
-        memset(pairs, 0, table_size * sizeof *pairs);
+        while (n_used) pairs[used[--n_used]] = (PairCount){0, 0};
         uint64_t best_key = 0, best_count = 0;
         for (size_t p = 0; p < n_pieces; p++)
             for (int k = 0; k + 1 < pieces[p].n_ids; k++) {
                 uint64_t key = (uint64_t)pieces[p].ids[k] << 32 | (uint32_t)pieces[p].ids[k + 1], s = pair_slot(key, mask);
                 while (pairs[s].key && pairs[s].key != key) s = (s + 1) & mask;
+                if (!pairs[s].key) used[n_used++] = s;
                 pairs[s].key = key;
                 pairs[s].count += pieces[p].count;
                 /* the most frequent pair; on a tie the smaller ids, so the result is one */
@@ -258,6 +264,7 @@ static void bpe_learn(Vocab *v, const uint8_t *text, size_t len, int n_tokens, b
     call_free_scratch(&call);
     free(call.ids);
     free(pairs);
+    free(used);
     for (size_t p = 0; p < n_pieces; p++) free(pieces[p].ids);
     free(pieces);
 }
@@ -293,7 +300,7 @@ typedef struct {
     float *dln, *dattn;              /* (N, C) */
     float *dqkv;                     /* (N, 3C) */
     float *dfc, *dfc_gelu;           /* (N, 4C) */
-    float *dp;                       /* (threads, T) attention backward scratch */
+    float *vt, *ds;                  /* attention backward: (threads, HS, S) and (threads, T, S) */
 } Activations;
 
 typedef struct {
@@ -393,7 +400,7 @@ static void activations_init(Trainer *tr, int B, int T) {
     a->keys = xmalloc(C * a->S * 4), a->scores = xmalloc((size_t)threads * a->S * 4);
     a->dx = xmalloc(N * C * 4), a->dln = xmalloc(N * C * 4), a->dattn = xmalloc(N * C * 4);
     a->dqkv = xmalloc(N * 3 * C * 4), a->dfc = xmalloc(N * 4 * C * 4), a->dfc_gelu = xmalloc(N * 4 * C * 4);
-    a->dp = xmalloc((size_t)threads * T * 4);
+    a->vt = xmalloc((size_t)threads * (C / c->n_head) * a->S * 4), a->ds = xmalloc((size_t)threads * T * a->S * 4);
 }
 
 static void activations_free(Trainer *tr) {
@@ -405,7 +412,7 @@ static void activations_free(Trainer *tr) {
     }
     free(a->layers), free(a->x_final), free(a->lnf), free(a->lnf_mean), free(a->lnf_rstd), free(a->logits), free(a->losses);
     free(a->scratch), free(a->keys), free(a->scores), free(a->dx), free(a->dln), free(a->dattn), free(a->dqkv);
-    free(a->dfc), free(a->dfc_gelu), free(a->dp);
+    free(a->dfc), free(a->dfc_gelu), free(a->vt), free(a->ds);
     memset(a, 0, sizeof *a);
 }
 
@@ -533,31 +540,39 @@ static void dx_task(void *arg, int begin, int end, int thread) {
         }
 }
 
-/* dw[o, o + rows)[i, i + vecs·VEC_WIDTH) += Σ_t dy[t][o]·x[t][i]. */
-static ALWAYS_INLINE void dw_tile(const MatmulGrad *g, int o, int i, const int rows, const int vecs) {
+/* dw[o, o + rows)[i, i + vecs·VEC_WIDTH) += Σ_{t in [t0, t0 + tc)} dy[t][o]·x[t][i]. */
+static ALWAYS_INLINE void dw_tile(const MatmulGrad *g, int o, int i, int t0, int tc, const int rows, const int vecs) {
     float tile[TILE_MAX_ROWS * TILE_MAX_VECS * VEC_WIDTH];
     const int width = vecs * VEC_WIDTH;
-    gemm_tile(tile, (size_t)width, g->dy + o, 1, (size_t)g->n_out, g->x + i, (size_t)g->n_in, g->N, rows, vecs);
+    gemm_tile(tile, (size_t)width, g->dy + (size_t)t0 * g->n_out + o, 1, (size_t)g->n_out, g->x + (size_t)t0 * g->n_in + i,
+              (size_t)g->n_in, tc, rows, vecs);
     for (int r = 0; r < rows; r++) {
         float *out = g->dw + (size_t)(o + r) * g->n_in + i;
         for (int k = 0; k < width; k++) out[k] += tile[r * width + k];
     }
 }
 
-/* Items are rows o of dW (and of db). */
+/* Items are rows o of dW (and of db). The sum over t runs in chunks of K_CHUNK rows, within
+ * which each tile of dy stays in cache across all of x's columns. */
 static void dw_task(void *arg, int begin, int end, int thread) {
     const MatmulGrad *g = arg;
     (void)thread;
-    const int W = VEC_WIDTH;
-    int i = 0;
-    for (; i + W <= g->n_in; i += W * (i + BATCH_VECS * W <= g->n_in ? BATCH_VECS : 1)) {
-        const bool wide = i + BATCH_VECS * W <= g->n_in;
+    const int W = VEC_WIDTH, vector_cols = g->n_in - g->n_in % W;
+    for (int t0 = 0; t0 < g->N; t0 += K_CHUNK) {
+        const int tc = g->N - t0 < K_CHUNK ? g->N - t0 : K_CHUNK;
         int o = begin;
-        for (; o + BATCH_ROWS <= end; o += BATCH_ROWS)
-            wide ? dw_tile(g, o, i, BATCH_ROWS, BATCH_VECS) : dw_tile(g, o, i, BATCH_ROWS, 1);
-        for (; o < end; o++) wide ? dw_tile(g, o, i, 1, BATCH_VECS) : dw_tile(g, o, i, 1, 1);
+        for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
+            int i = 0;
+            for (; i + BATCH_VECS * W <= vector_cols; i += BATCH_VECS * W) dw_tile(g, o, i, t0, tc, BATCH_ROWS, BATCH_VECS);
+            for (; i < vector_cols; i += W) dw_tile(g, o, i, t0, tc, BATCH_ROWS, 1);
+        }
+        for (; o < end; o++) {
+            int i = 0;
+            for (; i + BATCH_VECS * W <= vector_cols; i += BATCH_VECS * W) dw_tile(g, o, i, t0, tc, 1, BATCH_VECS);
+            for (; i < vector_cols; i += W) dw_tile(g, o, i, t0, tc, 1, 1);
+        }
     }
-    for (; i < g->n_in; i++)
+    for (int i = vector_cols; i < g->n_in; i++)  /* the columns past the last whole vector */
         for (int o = begin; o < end; o++) {
             float s = 0;
             for (int t = 0; t < g->N; t++) s += g->dy[(size_t)t * g->n_out + o] * g->x[(size_t)t * g->n_in + i];
@@ -648,50 +663,81 @@ static void gelu_backward(float *dx, const float *x, const float *dy, size_t n) 
 }
 
 /* ---- attention: out_t = Σ_j p_tj v_j, p_t = softmax(q_t·k_j / √HS over j ≤ t) -----------------
- *   dv_j += p_tj·dout_t;  dp_tj = dout_t·v_j;  ds_tj = p_tj (dp_tj - Σ_j' p_tj' dp_tj');
- *   dq_t = Σ_j ds_tj k_j / √HS;  dk_j += ds_tj q_t / √HS.  One item per (sequence, head). */
+ *   dP = dOut·Vᵀ;  dS = P ∘ (dP - rowsum(P ∘ dP)) / √HS;  dQ = dS·K;  dK = dSᵀ·Q;  dV = Pᵀ·dOut
+ * with P and dS zero above the diagonal. Every product is the engine's GEMM tile, 4 rows at a
+ * time; one work item per (sequence, head). */
 
 typedef struct {
-    float *dqkv, *dp;
+    float *dqkv, *vt, *ds;  /* vt: (threads, HS, S) V transposed; ds: (threads, T, S) */
     const float *dout, *qkv, *probs;
     int B, T, S, NH, HS;
 } AttentionGrad;
 
+/* out[r][0, HS) = Σ_{k < K} A[r·a_row + k·a_k] · B[k·b_k + (0, HS)] for r < rows, out rows
+ * out_stride apart: whole vectors of HS by the GEMM tile, the rest plain. */
+static ALWAYS_INLINE void head_rows(float *out, size_t out_stride, const float *A, size_t a_row, size_t a_k, const float *B,
+                                    size_t b_k, int K, int HS, const int rows) {
+    float tile[4 * TILE_MAX_VECS * VEC_WIDTH];
+    const int W = TILE_MAX_VECS * VEC_WIDTH;
+    int i = 0;
+    for (; i + W <= HS; i += W) {
+        gemm_tile(tile, W, A, a_row, a_k, B + i, b_k, K, rows, TILE_MAX_VECS);
+        for (int r = 0; r < rows; r++) memcpy(out + r * out_stride + i, tile + r * W, W * sizeof(float));
+    }
+    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) {
+        gemm_tile(tile, VEC_WIDTH, A, a_row, a_k, B + i, b_k, K, rows, 1);
+        for (int r = 0; r < rows; r++) memcpy(out + r * out_stride + i, tile + r * VEC_WIDTH, VEC_WIDTH * sizeof(float));
+    }
+    for (; i < HS; i++)
+        for (int r = 0; r < rows; r++) {
+            float sum = 0;
+            for (int k = 0; k < K; k++) sum += A[r * a_row + k * a_k] * B[k * b_k + i];
+            out[r * out_stride + i] = sum;
+        }
+}
+
 static void attention_backward_task(void *arg, int begin, int end, int thread) {
     const AttentionGrad *g = arg;
-    const int T = g->T, S = g->S, HS = g->HS, C = g->NH * HS;
+    const int T = g->T, S = g->S, HS = g->HS, C = g->NH * HS, W = VEC_WIDTH;
+    const size_t row = 3 * (size_t)C;  /* from one position's q (or k, v) to the next's */
     const float scale = 1.0f / sqrtf((float)HS);
-    float *dp = g->dp + (size_t)thread * T;
+    float *vt = g->vt + (size_t)thread * HS * S, *ds = g->ds + (size_t)thread * T * S;
     for (int item = begin; item < end; item++) {
         const int b = item / g->NH, h = item % g->NH;
-        const float *qkv = g->qkv + (size_t)b * T * 3 * C;
-        float *dqkv = g->dqkv + (size_t)b * T * 3 * C;
-        for (int t = 0; t < T; t++)
-            for (int part = 0; part < 3; part++) memset(dqkv + (size_t)t * 3 * C + part * C + h * HS, 0, HS * sizeof(float));
+        const float *q = g->qkv + (size_t)b * T * row + h * HS, *k = q + C, *v = q + 2 * C;
+        const float *dout = g->dout + (size_t)b * T * C + h * HS, *P = g->probs + ((size_t)b * g->NH + h) * T * S;
+        float *dq = g->dqkv + (size_t)b * T * row + h * HS, *dk = dq + C, *dv = dq + 2 * C;
+        for (int d = 0; d < HS; d++)
+            for (int j = 0; j < T; j++) vt[(size_t)d * S + j] = v[(size_t)j * row + d];
+        /* dP row by row, as the forward's scores (whole vectors of keys, then the rest), into dS */
         for (int t = 0; t < T; t++) {
-            const float *p = g->probs + (((size_t)b * g->NH + h) * T + t) * S;
-            const float *dout = g->dout + ((size_t)b * T + t) * C + h * HS, *q = qkv + (size_t)t * 3 * C + h * HS;
-            float *dq = dqkv + (size_t)t * 3 * C + h * HS;
-            float sum = 0;
-            for (int j = 0; j <= t; j++) {
-                const float *v = qkv + (size_t)j * 3 * C + 2 * C + h * HS;
-                float *dv = dqkv + (size_t)j * 3 * C + 2 * C + h * HS, d = 0;
-                for (int i = 0; i < HS; i++) {
-                    d += dout[i] * v[i];
-                    dv[i] += p[j] * dout[i];
-                }
-                dp[j] = d;
-                sum += p[j] * d;
+            float *dst = ds + (size_t)t * S;
+            const float *dout_t = dout + (size_t)t * C, *p = P + (size_t)t * S;
+            int j = 0;
+            for (; j + 4 * W <= t + 1; j += 4 * W) gemm_tile(dst + j, 0, dout_t, 0, 1, vt + j, S, HS, 1, 4);
+            for (; j + W <= t + 1; j += W) gemm_tile(dst + j, 0, dout_t, 0, 1, vt + j, S, HS, 1, 1);
+            for (; j <= t; j++) {
+                float sum = 0;
+                for (int d = 0; d < HS; d++) sum += dout_t[d] * vt[(size_t)d * S + j];
+                dst[j] = sum;
             }
-            for (int j = 0; j <= t; j++) {
-                const float ds = p[j] * (dp[j] - sum) * scale;
-                const float *k = qkv + (size_t)j * 3 * C + C + h * HS;
-                float *dk = dqkv + (size_t)j * 3 * C + C + h * HS;
-                for (int i = 0; i < HS; i++) {
-                    dq[i] += ds * k[i];
-                    dk[i] += ds * q[i];
-                }
-            }
+            float pdp = 0;
+            for (j = 0; j <= t; j++) pdp += p[j] * dst[j];
+            for (j = 0; j <= t; j++) dst[j] = p[j] * (dst[j] - pdp) * scale;
+            for (; j < T; j++) dst[j] = 0.0f;
+        }
+        /* dQ = dS·K (row t sums j ≤ t); dK = dSᵀ·Q and dV = Pᵀ·dOut (row j sums t ≥ j) */
+        int t = 0;
+        for (; t + 4 <= T; t += 4) head_rows(dq + t * row, row, ds + (size_t)t * S, S, 1, k, row, t + 4, HS, 4);
+        for (; t < T; t++) head_rows(dq + t * row, row, ds + (size_t)t * S, S, 1, k, row, t + 1, HS, 1);
+        int j = 0;
+        for (; j + 4 <= T; j += 4) {
+            head_rows(dk + j * row, row, ds + (size_t)j * S + j, 1, S, q + j * row, row, T - j, HS, 4);
+            head_rows(dv + j * row, row, P + (size_t)j * S + j, 1, S, dout + (size_t)j * C, C, T - j, HS, 4);
+        }
+        for (; j < T; j++) {
+            head_rows(dk + j * row, row, ds + (size_t)j * S + j, 1, S, q + j * row, row, T - j, HS, 1);
+            head_rows(dv + j * row, row, P + (size_t)j * S + j, 1, S, dout + (size_t)j * C, C, T - j, HS, 1);
         }
     }
 }
@@ -736,7 +782,7 @@ static void train_backward(Trainer *tr, const int *inputs, const int *targets) {
         layernorm_backward(pool, a->dx, GRAD(lw->ln2_w), GRAD(lw->ln2_b), a->dln, s->x_mid, lw->ln2_w, s->ln2_mean, s->ln2_rstd, N, C);
         /* attention: dx holds d(x_mid); x_mid = x + proj(attention(ln_1(x))) */
         matmul_backward(pool, a->dattn, GRAD(lw->attn_proj_w.data), GRAD(lw->attn_proj_b), a->dx, s->attn, &lw->attn_proj_w, N);
-        AttentionGrad ag = {a->dqkv, a->dp, a->dattn, s->qkv, s->probs, B, T, a->S, NH, C / NH};
+        AttentionGrad ag = {a->dqkv, a->vt, a->ds, a->dattn, s->qkv, s->probs, B, T, a->S, NH, C / NH};
         pool_run(pool, attention_backward_task, &ag, B * NH, 1);
         matmul_backward(pool, a->dln, GRAD(lw->qkv_w.data), GRAD(lw->qkv_b), a->dqkv, s->ln1, &lw->qkv_w, N);
         layernorm_backward(pool, a->dx, GRAD(lw->ln1_w), GRAD(lw->ln1_b), a->dln, s->x, lw->ln1_w, s->ln1_mean, s->ln1_rstd, N, C);
