@@ -429,6 +429,23 @@ static void trainer_free(Trainer *tr) {
  * Forward: the engine's kernels over B sequences, keeping what backward needs
  * ========================================================================================== */
 
+/* Dropout (training only; validation and samples run without it): an element survives with
+ * probability 1 - rate and is then scaled by 1/(1 - rate). Which elements survive is a hash of
+ * (seed, site, index), 16 bits an element, so the backward pass recomputes the masks instead of
+ * storing them, and a resumed run draws the same ones. Sites: 0 the embeddings, 1 + 2l layer
+ * l's attention output, 2 + 2l its MLP output (before each joins the residual stream). */
+typedef struct { float rate; uint64_t seed; } Dropout;
+
+static void dropout_apply(float *x, size_t n, const Dropout *d, int site) {
+    const uint64_t base = mix_seed(d->seed ^ (uint64_t)site << 40);
+    const uint32_t threshold = (uint32_t)(d->rate * 65536.0f);
+    const float scale = 1.0f / (1.0f - d->rate);
+    for (size_t i = 0; i < n; i += 4) {
+        const uint64_t h = mix_seed(base + i / 4);
+        for (size_t k = 0; k < 4 && i + k < n; k++) x[i + k] = (h >> (16 * k) & 0xFFFF) >= threshold ? x[i + k] * scale : 0.0f;
+    }
+}
+
 typedef struct { float *logits, *losses; const int *targets; int V, N; } CrossEntropy;
 
 /* logits → softmax probabilities in place, and each row's loss -ln p[target]. */
@@ -447,15 +464,32 @@ static void cross_entropy_task(void *arg, int begin, int end, int thread) {
     }
 }
 
-/* The mean loss of the batch (inputs and targets are (B, T)). */
-static float train_forward(Trainer *tr, const int *inputs, const int *targets) {
+/* out = x + dropout(in · wᵀ + bias): a projection joining the residual stream (N rows). */
+static void residual_add(Trainer *tr, float *out, const float *x, const float *in, const Tensor *w, const float *bias,
+                         const Dropout *drop, int site) {
+    const size_t n = (size_t)tr->act.B * tr->act.T * w->rows;
+    memcpy(out, x, n * sizeof(float));
+    if (!drop || drop->rate <= 0) {
+        matmul(tr->pool, tr->act.scratch, out, in, w, bias, tr->act.B * tr->act.T, ACCUMULATE);
+        return;
+    }
+    float *y = tr->act.dattn;  /* free during the forward pass */
+    matmul(tr->pool, tr->act.scratch, y, in, w, bias, tr->act.B * tr->act.T, STORE);
+    dropout_apply(y, n, drop, site);
+    for (size_t i = 0; i < n; i++) out[i] += y[i];
+}
+
+/* The mean loss of the batch (inputs and targets are (B, T)); drop is NULL or rate 0 for none. */
+static float train_forward(Trainer *tr, const int *inputs, const int *targets, const Dropout *drop) {
     const gpt2_config *c = &tr->config;
     const Weights *w = &tr->w;
     Activations *a = &tr->act;
     const int B = a->B, T = a->T, S = a->S, C = c->n_embd, NH = c->n_head, HS = C / NH, N = B * T;
     gpt2_pool *pool = tr->pool;
 
+    const bool dropout = drop && drop->rate > 0;
     for (int b = 0; b < B; b++) embed(a->layers[0].x + (size_t)b * T * C, &w->wte, &w->wpe, inputs + b * T, 0, T);
+    if (dropout) dropout_apply(a->layers[0].x, (size_t)N * C, drop, 0);
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
         LayerActivations *s = &a->layers[l];
@@ -472,14 +506,12 @@ static float train_forward(Trainer *tr, const int *inputs, const int *targets) {
                                          .value_stride = 3 * (size_t)C, .scores = a->scores,
                                          .probs = s->probs + (size_t)b * NH * T * S, .T = T, .pos0 = 0, .NH = NH, .HS = HS});
         }
-        memcpy(s->x_mid, s->x, (size_t)N * C * sizeof(float));
-        matmul(pool, a->scratch, s->x_mid, s->attn, &lw->attn_proj_w, lw->attn_proj_b, N, ACCUMULATE);
+        residual_add(tr, s->x_mid, s->x, s->attn, &lw->attn_proj_w, lw->attn_proj_b, drop, 1 + 2 * l);
         /* MLP: x_out = x_mid + proj(gelu(fc(ln_2(x_mid)))) */
         layernorm(s->ln2, s->x_mid, lw->ln2_w, lw->ln2_b, N, C, c->ln_eps, s->ln2_mean, s->ln2_rstd);
         matmul(pool, a->scratch, s->fc, s->ln2, &lw->fc_w, lw->fc_b, N, STORE);
         gelu(s->fc_gelu, s->fc, (size_t)N * 4 * C);
-        memcpy(x_out, s->x_mid, (size_t)N * C * sizeof(float));
-        matmul(pool, a->scratch, x_out, s->fc_gelu, &lw->fc_proj_w, lw->fc_proj_b, N, ACCUMULATE);
+        residual_add(tr, x_out, s->x_mid, s->fc_gelu, &lw->fc_proj_w, lw->fc_proj_b, drop, 2 + 2 * l);
     }
     layernorm(a->lnf, a->x_final, w->lnf_w, w->lnf_b, N, C, c->ln_eps, a->lnf_mean, a->lnf_rstd);
     matmul(pool, a->scratch, a->logits, a->lnf, &w->wte, NULL, N, STORE);
@@ -755,9 +787,18 @@ static void cross_entropy_backward_task(void *arg, int begin, int end, int threa
     }
 }
 
-/* The gradient of the mean loss of the batch train_forward just ran, into tr->grads (zeroed
- * first). */
-static void train_backward(Trainer *tr, const int *inputs, const int *targets) {
+/* The gradient that reaches a dropped-out output: dx itself without dropout, else dx through
+ * the same mask, in `scratch`. */
+static const float *dropped(const float *dx, float *scratch, size_t n, const Dropout *drop, int site) {
+    if (!drop || drop->rate <= 0) return dx;
+    memcpy(scratch, dx, n * sizeof(float));
+    dropout_apply(scratch, n, drop, site);
+    return scratch;
+}
+
+/* The gradient of the mean loss of the batch train_forward just ran (with the same dropout),
+ * into tr->grads (zeroed first). */
+static void train_backward(Trainer *tr, const int *inputs, const int *targets, const Dropout *drop) {
     const gpt2_config *c = &tr->config;
     const Weights *w = &tr->w;
     Activations *a = &tr->act;
@@ -775,19 +816,22 @@ static void train_backward(Trainer *tr, const int *inputs, const int *targets) {
     for (int l = c->n_layer - 1; l >= 0; l--) {
         const LayerWeights *lw = &w->layers[l];
         const LayerActivations *s = &a->layers[l];
-        /* MLP: dx holds d(x_out); x_out = x_mid + proj(gelu(fc(ln_2(x_mid)))) */
-        matmul_backward(pool, a->dfc_gelu, GRAD(lw->fc_proj_w.data), GRAD(lw->fc_proj_b), a->dx, s->fc_gelu, &lw->fc_proj_w, N);
+        /* MLP: dx holds d(x_out); x_out = x_mid + dropout(proj(gelu(fc(ln_2(x_mid))))) */
+        const float *dy = dropped(a->dx, a->dattn, (size_t)N * C, drop, 2 + 2 * l);
+        matmul_backward(pool, a->dfc_gelu, GRAD(lw->fc_proj_w.data), GRAD(lw->fc_proj_b), dy, s->fc_gelu, &lw->fc_proj_w, N);
         gelu_backward(a->dfc, s->fc, a->dfc_gelu, (size_t)N * 4 * C);
         matmul_backward(pool, a->dln, GRAD(lw->fc_w.data), GRAD(lw->fc_b), a->dfc, s->ln2, &lw->fc_w, N);
         layernorm_backward(pool, a->dx, GRAD(lw->ln2_w), GRAD(lw->ln2_b), a->dln, s->x_mid, lw->ln2_w, s->ln2_mean, s->ln2_rstd, N, C);
-        /* attention: dx holds d(x_mid); x_mid = x + proj(attention(ln_1(x))) */
-        matmul_backward(pool, a->dattn, GRAD(lw->attn_proj_w.data), GRAD(lw->attn_proj_b), a->dx, s->attn, &lw->attn_proj_w, N);
+        /* attention: dx holds d(x_mid); x_mid = x + dropout(proj(attention(ln_1(x)))) */
+        dy = dropped(a->dx, a->dln, (size_t)N * C, drop, 1 + 2 * l);
+        matmul_backward(pool, a->dattn, GRAD(lw->attn_proj_w.data), GRAD(lw->attn_proj_b), dy, s->attn, &lw->attn_proj_w, N);
         AttentionGrad ag = {a->dqkv, a->vt, a->ds, a->dattn, s->qkv, s->probs, B, T, a->S, NH, C / NH};
         pool_run(pool, attention_backward_task, &ag, B * NH, 1);
         matmul_backward(pool, a->dln, GRAD(lw->qkv_w.data), GRAD(lw->qkv_b), a->dqkv, s->ln1, &lw->qkv_w, N);
         layernorm_backward(pool, a->dx, GRAD(lw->ln1_w), GRAD(lw->ln1_b), a->dln, s->x, lw->ln1_w, s->ln1_mean, s->ln1_rstd, N, C);
     }
-    /* embeddings: x = wte[token] + wpe[position] */
+    /* embeddings: x = dropout(wte[token] + wpe[position]) */
+    if (drop && drop->rate > 0) dropout_apply(a->dx, (size_t)N * C, drop, 0);
     float *dwte = GRAD(w->wte.data), *dwpe = GRAD(w->wpe.data);
     for (int t = 0; t < N; t++) {
         const float *d = a->dx + (size_t)t * C;
@@ -804,6 +848,8 @@ typedef struct {
     float lr, min_lr, weight_decay, beta1, beta2, eps, clip;
     int warmup, steps;
     bool decay_all;  /* weight decay on every tensor, not only the 2-D ones (nanoGPT's choice) */
+    float dropout;   /* the rate, and the seed its masks hash: a step's masks depend on both alone */
+    uint64_t dropout_seed;
 } Optimizer;
 
 /* Linear warmup over `warmup` steps, then a cosine from lr down to min_lr at the last step
@@ -861,8 +907,9 @@ typedef struct { float loss, lr; double grad_norm; } StepResult;
 
 static StepResult train_step(Trainer *tr, const Optimizer *o, const int *inputs, const int *targets, int step) {
     StepResult r;
-    r.loss = train_forward(tr, inputs, targets);
-    train_backward(tr, inputs, targets);
+    const Dropout drop = {o->dropout, mix_seed(o->dropout_seed + (uint64_t)step)};
+    r.loss = train_forward(tr, inputs, targets, &drop);
+    train_backward(tr, inputs, targets, &drop);
     r.grad_norm = grad_norm(tr);
     if (o->clip > 0 && r.grad_norm > o->clip) {
         const float scale = (float)(o->clip / (r.grad_norm + 1e-6));
@@ -941,7 +988,7 @@ static double validation_loss(Trainer *tr, const Dataset *d, int max_batches, in
             memcpy(x + (size_t)r * T, d->tokens + start, (size_t)T * sizeof(int));
             memcpy(y + (size_t)r * T, d->tokens + start + 1, (size_t)T * sizeof(int));
         }
-        sum += train_forward(tr, x, y);
+        sum += train_forward(tr, x, y, NULL);
     }
     return sum / (double)n_batches;
 }
@@ -1215,6 +1262,7 @@ static void usage(FILE *out) {
         "  --wd-all              weight decay on every tensor\n"
         "  --beta1 B1 --beta2 B2 AdamW betas (default 0.9, 0.999)\n"
         "  --clip NORM           clip the gradient's global norm (default: no clipping)\n"
+        "  --dropout P           dropout on the embeddings and on each block's two outputs (default 0)\n"
         "  --sequential          batch k is tokens [k*B*T, (k+1)*B*T) from the file's start, not random windows\n"
         "  --seed S              random initialization and batches (default 1337)\n"
         "  --threads N           worker threads (default: the available cores)\n"
@@ -1305,6 +1353,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--beta1")) o->beta1 = (float)parse_number(a, v, 0, 0.999999);
         else if (!strcmp(a, "--beta2")) o->beta2 = (float)parse_number(a, v, 0, 0.999999999);
         else if (!strcmp(a, "--clip")) o->clip = (float)parse_number(a, v, 0, 1e9);
+        else if (!strcmp(a, "--dropout")) o->dropout = (float)parse_number(a, v, 0, 0.9);
         else if (!strcmp(a, "--seed")) set.seed = (uint64_t)parse_number(a, v, 0, 9007199254740992.0);
         else if (!strcmp(a, "--threads")) threads = parse_int(a, v, 1, MAX_THREADS);
         else if (!strcmp(a, "--eval-every")) set.eval_every = parse_int(a, v, 0, 1 << 30);
@@ -1316,6 +1365,7 @@ int main(int argc, char **argv) {
         else die("unknown option '%s' (see --help)", a);
     }
     if (steps) o->steps = steps;
+    o->dropout_seed = mix_seed(set.seed ^ 0xD409u);
     if (o->min_lr < 0) o->min_lr = o->lr;
     if (o->min_lr > o->lr) die("--min-lr %g is above --lr %g", (double)o->min_lr, (double)o->lr);
     if (!data_path) die("--data FILE is required (see --help)");
@@ -1401,9 +1451,9 @@ int main(int argc, char **argv) {
            c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6);
     printf("data: %s, %zu bytes, %zu tokens (%.2f bytes per token); training on %zu, validating on %zu (bytes %zu on)\n",
            data_path, data.bytes, data.n, (double)data.bytes / data.n, data.n_train, data.n - data.n_train, data.val_byte);
-    printf("training: batch %d x %d, %d steps, lr %g%s, warmup %d, weight decay %g%s, clip %g, %d threads\n", B, T, o->steps,
-           (double)o->lr, o->min_lr < o->lr ? " cosine" : "", o->warmup, (double)o->weight_decay, o->decay_all ? " (all)" : "",
-           (double)o->clip, tr.pool->n_threads);
+    printf("training: batch %d x %d, %d steps, lr %g%s, warmup %d, weight decay %g%s, clip %g, dropout %g, %d threads\n", B, T,
+           o->steps, (double)o->lr, o->min_lr < o->lr ? " cosine" : "", o->warmup, (double)o->weight_decay,
+           o->decay_all ? " (all)" : "", (double)o->clip, (double)o->dropout, tr.pool->n_threads);
     fflush(stdout);
 
     signal(SIGINT, on_signal);   /* finish the step, save, stop */

@@ -11,7 +11,7 @@
  *     1 and 10;
  *   - the gradient does not depend on the thread count, bit for bit;
  *   - finite differences of the loss on a tiny random model agree with the gradient (a second
- *     guard, independent of the fixture);
+ *     guard, independent of the fixture), without dropout and with it;
  *   - the trainer's loss equals the cross-entropy of the logits the engine's own forward pass
  *     (gpt2_forward, KV cache and all) gives for the same windows;
  *   - --sequential batches are exactly the documented windows;
@@ -151,8 +151,8 @@ static void test_against_reference(const char *dir, const char *model_path) {
 
     /* loss and gradients */
     const double ref_loss = json_get(fixture, "loss")->number;
-    float loss = train_forward(&tr, inputs, targets);
-    train_backward(&tr, inputs, targets);
+    float loss = train_forward(&tr, inputs, targets, NULL);
+    train_backward(&tr, inputs, targets, NULL);
     CHECK(fabs(loss - ref_loss) / ref_loss < 1e-5, "loss %.7f, reference %.7f", loss, ref_loss);
     double grad_worst = compare_snapshot(&tr, tr.grads, "grad", 1e-4, 1e-6, "gradient");
     {  /* all of wte's gradient, through the weighted row sums and the statistics */
@@ -185,8 +185,8 @@ static void test_against_reference(const char *dir, const char *model_path) {
         tr.pool = gpt2_pool_new(threads, err, sizeof err);
         activations_free(&tr);
         activations_init(&tr, B, T);
-        train_forward(&tr, inputs, targets);
-        train_backward(&tr, inputs, targets);
+        train_forward(&tr, inputs, targets, NULL);
+        train_backward(&tr, inputs, targets, NULL);
         CHECK(!memcmp(grads2, tr.grads, tr.n_floats * sizeof(float)), "%d threads: the gradient differs", threads);
     }
     free(grads2);
@@ -217,7 +217,7 @@ static void test_against_reference(const char *dir, const char *model_path) {
                 if (w > worst_step1) worst_step1 = w;
             }
         }
-        float last = train_forward(&tr, inputs, targets);
+        float last = train_forward(&tr, inputs, targets, NULL);
         CHECK(fabs(last - losses->number) / losses->number < 1e-5, "%s: loss after 10 steps %.7f, reference %.7f", variants[k],
               last, losses->number);
         char prefix[64];
@@ -237,7 +237,8 @@ static void test_against_reference(const char *dir, const char *model_path) {
 
 /* ---- finite differences on a tiny random model ------------------------------------------------ */
 
-static void test_finite_differences(void) {
+static void test_finite_differences(float dropout) {
+    const Dropout drop = {dropout, 12345};
     gpt2_config c = {.n_layer = 2, .n_head = 2, .n_embd = 16, .n_ctx = 8, .vocab_size = 40, .ln_eps = 1e-5f, .eot_token = 39};
     Trainer tr = {0};
     trainer_init(&tr, &c, 2);
@@ -248,8 +249,8 @@ static void test_finite_differences(void) {
     activations_init(&tr, B, T);
     int x[12], y[12];
     for (int i = 0; i < 12; i++) x[i] = (int)(random_uniform(&rng) * 40), y[i] = (int)(random_uniform(&rng) * 40);
-    train_forward(&tr, x, y);
-    train_backward(&tr, x, y);
+    train_forward(&tr, x, y, &drop);
+    train_backward(&tr, x, y, &drop);
     int checked = 0, bad = 0;
     double worst = 0;
     for (int i = 0; i < gpt2_tensor_count(&c); i++) {
@@ -262,9 +263,9 @@ static void test_finite_differences(void) {
             if (i == 0) k = x[probe] * c.n_embd + probe;  /* an embedding row the batch uses */
             const float saved = p[k], eps = 1e-2f;
             p[k] = saved + eps;
-            double up = train_forward(&tr, x, y);
+            double up = train_forward(&tr, x, y, &drop);
             p[k] = saved - eps;
-            double down = train_forward(&tr, x, y);
+            double down = train_forward(&tr, x, y, &drop);
             p[k] = saved;
             double fd = (up - down) / (2 * eps), g = tr.grads[p + k - tr.params];
             double e = fabs(fd - g);
@@ -274,7 +275,8 @@ static void test_finite_differences(void) {
         }
     }
     CHECK(bad == 0, "%d of %d finite differences disagree", bad, checked);
-    printf("finite differences: %d coordinates of every tensor agree with the gradient (worst %.1e)\n", checked, worst);
+    printf("finite differences, dropout %g: %d coordinates of every tensor agree with the gradient (worst %.1e)\n",
+           (double)dropout, checked, worst);
     trainer_free(&tr);
 }
 
@@ -292,7 +294,7 @@ static void test_forward_matches_engine(const char *model_path) {
     int x[60], y[60];
     uint64_t rng = 5;
     for (int i = 0; i < B * T; i++) x[i] = (int)(random_uniform(&rng) * V), y[i] = (int)(random_uniform(&rng) * V);
-    double trainer_loss = train_forward(&tr, x, y), engine_loss = 0;
+    double trainer_loss = train_forward(&tr, x, y, NULL), engine_loss = 0;
     float *logits = malloc((size_t)T * V * sizeof *logits);
     gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = T, .n_threads = 1}, err, sizeof err);
     for (int b = 0; b < B; b++) {
@@ -405,7 +407,8 @@ static void test_learned_vocab(const char *text_path, int n_tokens, const char *
 int main(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: test_train TRAIN_DIR MODEL.bin SCRATCH_DIR [TEXT ...]\n"); return 2; }
     test_against_reference(argv[1], argv[2]);
-    test_finite_differences();
+    test_finite_differences(0);
+    test_finite_differences(0.3f);
     test_forward_matches_engine(argv[2]);
     test_sequential_batches();
     for (int i = 4; i < argc; i++) test_learned_vocab(argv[i], i % 2 ? 700 : 1024, argv[3]);
