@@ -16,13 +16,20 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -pthread
 # Sanitizer builds used by the tests: address + undefined behaviour, aborting on the first report.
 SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-ENGINE = gpt2.c gpt2.h tokenizer.c tokenizer_unicode.h
+ENGINE = gpt2.c gpt2.h gpt2_kernels.h tokenizer.c tokenizer_unicode.h
 
 .PHONY: all test bench bench-engine bench-train clean
 all: gpt2 export/convert train_gpt2
 
-gpt2: main.c $(ENGINE)
-	$(CC) $(ALL_CFLAGS) -o $@ main.c gpt2.c $(LDLIBS)
+# the command-line program: main.c, the server (server.c, with web/index.html compiled in) and
+# the engine
+CLI = main.c server.c server.h export/json.h build/page.h
+gpt2: $(CLI) $(ENGINE)
+	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
+build/page.h: web/index.html build/embed_file | build
+	build/embed_file web/index.html page_html >$@
+build/embed_file: tools/embed_file.c | build
+	$(CC) $(WARN) -O2 -o $@ tools/embed_file.c
 
 # the trainer #includes gpt2.c: one translation unit, the engine's kernels and structs
 train_gpt2: train_gpt2.c $(ENGINE)
@@ -44,24 +51,22 @@ FUZZ_SECONDS ?= 25
 # translation unit; and, when valgrind is installed, a leak check of the CLI and the example.
 REFERENCES = tests/fixtures/tiny build/tiny.bin tests/fixtures/odd build/odd.bin
 TEST_CFLAGS = $(WARN) -O2 -g -pthread
-ENGINE_TESTS = test-engine test-engine-kernels test-badfiles test-fuzz-loader test-sampling test-api test-cli test-embed test-valgrind
+ENGINE_TESTS = test-engine test-engine-kernels test-types test-badfiles test-fuzz-loader test-sampling test-api test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 
 build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
-build/test_engine-scalar: tests/test_engine.c export/json.h $(ENGINE) | build
-	$(CC) $(TEST_CFLAGS) -DGPT2_SCALAR -o $@ $< $(LDLIBS)
-build/test_engine-avx2: tests/test_engine.c export/json.h $(ENGINE) | build
-	$(CC) $(TEST_CFLAGS) -mavx2 -mfma -o $@ $< $(LDLIBS)
+build/test_engine-portable: tests/test_engine.c export/json.h $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/test_engine-neon: tests/test_engine.c export/json.h $(ENGINE) | build
 	aarch64-linux-gnu-gcc $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/%-san: tests/%.c $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
-build/gpt2-san: main.c $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ main.c gpt2.c $(LDLIBS)
+build/gpt2-san: $(CLI) $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
 # valgrind does not decode AVX-512: its builds use AVX2 at most
-build/gpt2-valgrind: main.c $(ENGINE) | build
-	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ main.c gpt2.c $(LDLIBS)
+build/gpt2-valgrind: $(CLI) $(ENGINE) | build
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
 build/embed: tests/embed.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -o $@ tests/embed.c gpt2.c $(LDLIBS)
 
@@ -69,14 +74,23 @@ test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bi
 	build/test_engine $(REFERENCES)
 	build/test_engine-san $(REFERENCES)
 
-test-engine-kernels: build/test_engine-scalar build/tiny.bin build/odd.bin
-	build/test_engine-scalar $(REFERENCES)
-	@if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then \
-		$(MAKE) -s build/test_engine-avx2 && build/test_engine-avx2 $(REFERENCES); \
-	else echo "skipped: AVX2 kernels (this CPU has no AVX2)"; fi
+# test_engine runs every kernel set the build has and the CPU runs (avx512, avx2, scalar on
+# x86-64); here again built for any x86-64 (the AVX ones then come from target pragmas), and
+# for ARM (NEON, under qemu)
+test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin
+	build/test_engine-portable $(REFERENCES)
 	@if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then \
 		$(MAKE) -s build/test_engine-neon && qemu-aarch64 -L /usr/aarch64-linux-gnu build/test_engine-neon $(REFERENCES); \
 	else echo "skipped: NEON kernels (install gcc-aarch64-linux-gnu and qemu-user to run them)"; fi
+
+# weight types: conversions, quantization round trips, every type x kernel set x path against
+# the references and against plain C, damaged quantized files
+build/test_types: tests/test_types.c export/json.h $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
+test-types: build/test_types build/test_types-san build/tiny.bin build/odd.bin
+	mkdir -p build/types
+	build/test_types $(REFERENCES) build/types
+	build/test_types-san tests/fixtures/odd build/odd.bin build/types
 
 test-badfiles: build/test_badfiles-san build/tiny.bin
 	rm -rf build/bad && mkdir -p build/bad
@@ -120,6 +134,35 @@ test-valgrind: build/gpt2-valgrind build/tiny.bin
 			build/gpt2-valgrind build/tiny.bin --ids 464,3290,318 --logits build/valgrind.f32 -n 0 && \
 		echo "test_valgrind: ok (no memory errors, no leaks)"; \
 	else echo "skipped: valgrind not installed"; fi
+
+# ---- server tests ----------------------------------------------------------------------
+# test-server: tests/test_server.c drives `gpt2 --serve` over loopback sockets: every endpoint,
+# parameter and error, logprobs against --logits, stop sequences, streaming, disconnects, 8 x 50
+# concurrent requests, the queue, SIGTERM; the server again under ASan/UBSan, and under
+# valgrind when it is installed.
+SERVER_TESTS = test-server
+.PHONY: $(SERVER_TESTS)
+build/test_server: tests/test_server.c export/json.h | build
+	$(CC) $(TEST_CFLAGS) -o $@ tests/test_server.c -lpthread -lm
+test-server: gpt2 build/gpt2-san build/gpt2-valgrind build/test_server build/tiny.bin
+	mkdir -p build/server
+	build/test_server ./gpt2 build/tiny.bin build/server $(if $(shell command -v valgrind),build/gpt2-valgrind)
+	build/test_server build/gpt2-san build/tiny.bin build/server
+
+# test-web: the page in a real browser (Debian's chromium driven by playwright-core: greedy text
+# = the command line's, the tooltip, colours, Stop, a phone-sized screen; screenshots in
+# build/web) and OpenAI's own npm client (completion, stream, logprobs, errors), both against
+# the shipped model. The packages are pinned in tests/web/package-lock.json (npm ci); without
+# node, the packages or chromium, the test says what it skipped.
+WEB_MODEL = models/shakespeare.bin
+SERVER_TESTS += test-web
+test-web: gpt2
+	@if ! command -v node >/dev/null; then echo "skipped: browser and OpenAI-client tests (install nodejs and npm)"; exit 0; fi; \
+	if [ ! -d tests/web/node_modules/openai ] && ! (cd tests/web && npm ci --no-audit --no-fund >/dev/null 2>&1); then \
+		echo "skipped: browser and OpenAI-client tests (npm ci in tests/web failed: no network?)"; exit 0; fi; \
+	node tests/web/openai.mjs ./gpt2 $(WEB_MODEL) || exit 1; \
+	if [ -x "$${CHROMIUM:-/usr/bin/chromium}" ]; then node tests/web/browser.mjs ./gpt2 $(WEB_MODEL) build/web; \
+	else echo "skipped: browser test (install chromium)"; fi
 
 # ---- trainer tests ---------------------------------------------------------------------
 # test-train: tests/test_train.c against nanoGPT's loss, gradients and AdamW steps on the tiny
@@ -292,7 +335,7 @@ bench-tokenizer: build/test_tokenizer build/tiny.bin
 		echo "skipped: js-tiktoken and tiktoken (need node and npm)"; \
 	fi
 
-test: all $(ENGINE_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
+test: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
 	@echo "all tests passed"
 
 # Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load

@@ -116,6 +116,127 @@ static uint64_t dtype_row_bytes(gpt2_dtype dtype, uint64_t cols) {
     return (cols + dtypes[dtype].block - 1) / dtypes[dtype].block * dtypes[dtype].block_bytes;
 }
 
+/* ---- the weight types' numbers --------------------------------------------------------------
+ * f16 and bf16 are converted in software here (the kernels use the CPU's instructions where it
+ * has them); q8_0 and q4_0 are blocks of 32 weights with an f16 scale d (FORMAT.md). */
+
+static float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = h >> 10 & 0x1F, mant = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0x1F) bits = sign | 0x7F800000 | mant << 13;                   /* inf, NaN */
+    else if (exp) bits = sign | (exp + 112) << 23 | mant << 13;               /* normal: rebias 15 → 127 */
+    else if (!mant) bits = sign;                                              /* ±0 */
+    else {                                                                    /* subnormal: normalize */
+        int e = -1;
+        uint32_t m = mant;
+        do m <<= 1, e++; while (!(m & 0x400));
+        bits = sign | (uint32_t)(112 - e) << 23 | (m & 0x3FF) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Round to nearest, ties to even; past the largest f16, infinity; NaN stays NaN. */
+static uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint16_t sign = (uint16_t)(x >> 16 & 0x8000);
+    const uint32_t abs = x & 0x7FFFFFFF;
+    if (abs >= 0x7F800000) return sign | 0x7C00 | (abs > 0x7F800000 ? 0x200 : 0);
+    if (abs >= 0x477FF000) return sign | 0x7C00;             /* rounds past 65504 */
+    if (abs < 0x38800000) {                                  /* below 2^-14: a subnormal (or 0) */
+        if (abs < 0x33000000) return sign;                   /* below half the smallest: 0 */
+        const uint32_t m = (abs & 0x7FFFFF) | 0x800000, shift = 126 - (abs >> 23);
+        uint32_t h = m >> shift, rest = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rest > half || (rest == half && (h & 1))) h++;
+        return sign | (uint16_t)h;
+    }
+    uint32_t h = ((abs >> 23) - 112) << 10 | (abs >> 13 & 0x3FF), rest = abs & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;   /* (a carry into the exponent is right) */
+    return sign | (uint16_t)h;
+}
+
+static float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7FFFFFFF) > 0x7F800000) return (uint16_t)(x >> 16 | 0x40);  /* NaN stays NaN */
+    return (uint16_t)((x + 0x7FFF + (x >> 16 & 1)) >> 16);
+}
+
+#define QBLOCK 32  /* weights per q8_0 or q4_0 block */
+
+/* One row of `cols` floats in the given type, into row_bytes bytes (the gap zeroed). */
+static void quantize_row(gpt2_dtype dtype, const float *x, int cols, uint8_t *out, size_t row_bytes) {
+    memset(out, 0, row_bytes);
+    const int nb = (cols + QBLOCK - 1) / QBLOCK;
+    switch (dtype) {
+    case GPT2_F32: memcpy(out, x, (size_t)cols * 4); break;
+    case GPT2_F16: for (int i = 0; i < cols; i++) { uint16_t h = f32_to_f16(x[i]); memcpy(out + 2 * i, &h, 2); } break;
+    case GPT2_BF16: for (int i = 0; i < cols; i++) { uint16_t h = f32_to_bf16(x[i]); memcpy(out + 2 * i, &h, 2); } break;
+    case GPT2_Q8_0:
+    case GPT2_Q4_0:
+        for (int b = 0; b < nb; b++) {
+            float v[QBLOCK] = {0}, amax = 0, extreme = 0;  /* (past cols: zero weights) */
+            for (int k = 0; k < QBLOCK && b * QBLOCK + k < cols; k++) v[k] = x[b * QBLOCK + k];
+            for (int k = 0; k < QBLOCK; k++)
+                if (fabsf(v[k]) > amax) amax = fabsf(v[k]), extreme = v[k];
+            /* q8_0: d = max|x| / 127, q = round(x / d). q4_0: d = (the extreme value) / -8, q = round(x / d) + 8,
+             * so that the extreme is exactly -8·d and the grid runs -8 … 7. The stored d is f16:
+             * quantize with it, not with the exact one. */
+            const uint16_t d16 = f32_to_f16(dtype == GPT2_Q8_0 ? amax / 127.0f : extreme / -8.0f);
+            const float d = f16_to_f32(d16), inv = d != 0 ? 1.0f / d : 0.0f;
+            memcpy(out + (size_t)nb * (dtype == GPT2_Q8_0 ? QBLOCK : QBLOCK / 2) + 2 * (size_t)b, &d16, 2);
+            for (int k = 0; k < QBLOCK; k++) {
+                float q = roundf(v[k] * inv);
+                if (dtype == GPT2_Q8_0) {
+                    out[(size_t)b * QBLOCK + k] = (uint8_t)(int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+                } else {
+                    q += 8;
+                    uint8_t n = (uint8_t)(q > 15 ? 15 : q < 0 ? 0 : q);
+                    out[(size_t)b * (QBLOCK / 2) + k % 16] |= (uint8_t)(k < 16 ? n : n << 4);
+                }
+            }
+        }
+        break;
+    }
+}
+
+/* The floats of row r of a tensor of any type. */
+static void dequantize_row(const uint8_t *row, gpt2_dtype dtype, int cols, float *out) {
+    const int nb = (cols + QBLOCK - 1) / QBLOCK;
+    for (int i = 0; i < cols; i++) {
+        uint16_t h;
+        switch (dtype) {
+        case GPT2_F32: memcpy(&out[i], row + 4 * (size_t)i, 4); break;
+        case GPT2_F16: memcpy(&h, row + 2 * (size_t)i, 2); out[i] = f16_to_f32(h); break;
+        case GPT2_BF16: memcpy(&h, row + 2 * (size_t)i, 2); out[i] = bf16_to_f32(h); break;
+        case GPT2_Q8_0:
+            memcpy(&h, row + (size_t)nb * QBLOCK + 2 * (size_t)(i / QBLOCK), 2);
+            out[i] = f16_to_f32(h) * (float)(int8_t)row[i];
+            break;
+        case GPT2_Q4_0: {
+            const int b = i / QBLOCK, k = i % QBLOCK;
+            memcpy(&h, row + (size_t)nb * (QBLOCK / 2) + 2 * (size_t)b, 2);
+            const uint8_t byte = row[(size_t)b * (QBLOCK / 2) + k % 16];
+            out[i] = f16_to_f32(h) * (float)((k < 16 ? byte & 0xF : byte >> 4) - 8);
+            break;
+        }
+        }
+    }
+}
+
+gpt2_weight_types gpt2_default_types(gpt2_dtype matrices) {
+    return (gpt2_weight_types){matrices, matrices == GPT2_Q4_0 ? GPT2_Q8_0 : matrices};
+}
+
 /* The twelve tensors of one block, in file order, and their shapes in multiples of C. */
 static const struct { const char *name; int rows, cols; } block_tensors[12] = {
     /* rows = 0 means a vector (1 row); otherwise rows·C × cols·C */
@@ -210,13 +331,13 @@ typedef struct {
     const float *lnf_w, *lnf_b;  /* (C) final layer norm */
 } Weights;
 
-/* Lays out the tensors from `offset` on, each at the next multiple of GPT2_ALIGN, matrices of
- * type matrix_dtype, vectors f32. Returns the end of the last one. */
-static uint64_t layout_tensors(const gpt2_config *c, gpt2_dtype matrix_dtype, uint64_t offset, TensorEntry *table) {
+/* Lays out the tensors from `offset` on, each at the next multiple of GPT2_ALIGN, in the given
+ * types (vectors f32). Returns the end of the last one. */
+static uint64_t layout_tensors(const gpt2_config *c, gpt2_weight_types types, uint64_t offset, TensorEntry *table) {
     for (int i = 0; i < gpt2_tensor_count(c); i++) {
         TensorEntry *e = &table[i];
         gpt2_tensor_info(c, i, NULL, 0, &e->rows, &e->cols);
-        e->dtype = e->rows == 1 ? GPT2_F32 : matrix_dtype;
+        e->dtype = e->rows == 1 ? GPT2_F32 : i < 2 ? types.embeddings : types.matrices;
         e->row_bytes = dtype_row_bytes(e->dtype, (uint64_t)e->cols);
         e->offset = offset = align_up(offset, GPT2_ALIGN);
         e->nbytes = (uint64_t)e->rows * e->row_bytes;
@@ -263,6 +384,7 @@ struct gpt2_model {
     gpt2_config config;
     int version;            /* of the file */
     Weights weights;        /* pointing into the mapping */
+    TensorEntry *table;     /* where each tensor is in it */
     Tokenizer tokenizer;
     void *map;              /* the whole file, mapped read-only */
     size_t map_size;
@@ -322,9 +444,6 @@ static int load_table(const gpt2_model *m, const uint8_t *base, uint64_t file_si
         }
         if (rows == 1 && dtype != GPT2_F32)
             return fail(err, errlen, "tensor %s is a vector of dtype %s; vectors must be f32", name, dtypes[dtype].name);
-        if (dtype != GPT2_F32)  /* the kernels for the other types are not in this build yet */
-            return fail(err, errlen, "tensor %s has dtype %s, which this build cannot compute with (it reads f32)", name,
-                        dtypes[dtype].name);
         uint64_t need = dtype_row_bytes(dtype, cols);
         if (row_bytes < need || row_bytes % (dtype == GPT2_F32 ? 4 : 2))
             return fail(err, errlen, "tensor %s has rows %u bytes apart; a row of %u %s weights needs %llu (and a multiple of %d)",
@@ -449,7 +568,7 @@ gpt2_model *gpt2_load(const char *path, char *err, size_t errlen) {
     if (!table || !m->weights.layers) { fail(why, sizeof why, "out of memory"); goto bad; }
     if (load_table(m, base, size, tok_end, table, why, sizeof why)) goto bad;
     weights_init(&m->weights, &m->config, table, base);
-    free(table);
+    m->table = table;
     m->load_ms = now_ms() - t0;
     return m;
 bad:
@@ -463,6 +582,7 @@ void gpt2_free(gpt2_model *m) {
     if (!m) return;
     tokenizer_free(&m->tokenizer);
     free(m->weights.layers);
+    free(m->table);
     if (m->map && m->map != MAP_FAILED) munmap(m->map, m->map_size);
     free(m);
 }
@@ -472,6 +592,24 @@ double gpt2_model_load_ms(const gpt2_model *m) { return m->load_ms; }
 size_t gpt2_model_file_size(const gpt2_model *m) { return m->map_size; }
 int gpt2_model_version(const gpt2_model *m) { return m->version; }
 gpt2_dtype gpt2_model_dtype(const gpt2_model *m) { return m->weights.layers[0].fc_w.dtype; }
+
+void gpt2_model_vocab(const gpt2_model *m, gpt2_vocab *v) {
+    const uint8_t *p = (const uint8_t *)m->map + read_u64((const uint8_t *)m->map + H_TOKENIZER_OFFSET);
+    v->n_tokens = (int)read_u32(p), v->n_merges = (int)read_u32(p + 4), v->n_special = (int)read_u32(p + 8);
+    v->offsets = (const uint32_t *)(p + 16);
+    v->merges = v->offsets + v->n_tokens + 1;
+    v->special = v->merges + 2 * (size_t)v->n_merges;
+    v->bytes = (const unsigned char *)(v->special + v->n_special);
+}
+
+int gpt2_tensor_read(const gpt2_model *m, int i, float *out, gpt2_dtype *dtype) {
+    if (i < 0 || i >= gpt2_tensor_count(&m->config)) return -1;
+    const TensorEntry *e = &m->table[i];
+    for (int r = 0; r < e->rows; r++)
+        dequantize_row((const uint8_t *)m->map + e->offset + (size_t)r * e->row_bytes, e->dtype, e->cols, out + (size_t)r * e->cols);
+    if (dtype) *dtype = e->dtype;
+    return 0;
+}
 
 int *gpt2_tokenize(const gpt2_model *m, const char *text, size_t len, int flags, size_t *n_tokens) {
     return tokenizer_encode(&m->tokenizer, text, len, flags & GPT2_ALLOW_SPECIAL, n_tokens);
@@ -535,7 +673,17 @@ static void writer_free(gpt2_writer *w) {
 }
 
 gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *c, const gpt2_vocab *v, char *err, size_t errlen) {
+    const gpt2_weight_types f32 = {GPT2_F32, GPT2_F32};
+    return gpt2_writer_open_typed(path, c, v, &f32, err, errlen);
+}
+
+gpt2_writer *gpt2_writer_open_typed(const char *path, const gpt2_config *c, const gpt2_vocab *v, const gpt2_weight_types *types,
+                                    char *err, size_t errlen) {
     char why[GPT2_ERR_MAX];
+    if ((unsigned)types->matrices >= GPT2_N_DTYPES || (unsigned)types->embeddings >= GPT2_N_DTYPES) {
+        fail(err, errlen, "%s: unknown weight type", path);
+        return NULL;
+    }
     if (!host_is_little_endian()) { fail(err, errlen, "writing model files needs a little-endian host"); return NULL; }
     if (check_config(c, why, sizeof why) || check_vocab(c, v, why, sizeof why)) { fail(err, errlen, "%s: %s", path, why); return NULL; }
     gpt2_writer *w = calloc(1, sizeof *w);
@@ -561,7 +709,7 @@ gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *c, const gpt2
     uint64_t tok_off = align_up(table_end, GPT2_ALIGN);
     uint64_t tok_fixed = 16 + 4 * ((uint64_t)v->n_tokens + 1) + 8 * (uint64_t)v->n_merges + 4 * (uint64_t)v->n_special;
     uint64_t tok_size = tok_fixed + v->offsets[v->n_tokens];
-    uint64_t file_size = layout_tensors(c, GPT2_F32, tok_off + tok_size, w->table);
+    uint64_t file_size = layout_tensors(c, *types, tok_off + tok_size, w->table);
     uint8_t *table = calloc((size_t)n, GPT2_TENSOR_ENTRY_SIZE);
     if (!table) { fail(err, errlen, "out of memory"); gpt2_writer_abort(w); return NULL; }
     for (int i = 0; i < n; i++) {
@@ -594,9 +742,15 @@ int gpt2_writer_tensor(gpt2_writer *w, const float *data, char *err, size_t errl
     if (w->next_tensor == gpt2_tensor_count(&w->config))
         return fail(err, errlen, "all %d tensors were already written", gpt2_tensor_count(&w->config));
     const TensorEntry *t = &w->table[w->next_tensor];
-    size_t count = (size_t)t->rows * (size_t)t->cols;
-    if (!write_zeros(w->f, t->offset - w->offset) || fwrite(data, sizeof(float), count, w->f) != count)
-        return fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno));
+    uint8_t *row = malloc(t->row_bytes);
+    if (!row) return fail(err, errlen, "out of memory");
+    bool ok = write_zeros(w->f, t->offset - w->offset);
+    for (int r = 0; ok && r < t->rows; r++) {
+        quantize_row(t->dtype, data + (size_t)r * t->cols, t->cols, row, t->row_bytes);
+        ok = fwrite(row, 1, t->row_bytes, w->f) == t->row_bytes;
+    }
+    free(row);
+    if (!ok) return fail(err, errlen, "%s: write failed: %s", w->tmp_path, ERRNO_TEXT(errno));
     w->offset = t->offset + t->nbytes;
     w->next_tensor++;
     return 0;
@@ -820,81 +974,10 @@ void gpt2_pool_free(gpt2_pool *p) {
 int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
 
 /* ============================================================================================
- * Kernels: plain functions of explicit shapes. One SIMD vector type per architecture and a
- * plain C fallback.
- *
- * A matmul y[t][o] = b[o] + Σ_i W[o][i]·x[t][i] comes in two shapes. Decoding one position
- * reads every weight once for two FLOPs, so it is a race through memory: vectors run along a
- * weight row (one dot product per output, its vector reduced at the end). A batch of
- * positions uses each weight T times, so it is bound by arithmetic: the batch is transposed
- * once, each weight is broadcast and multiplied into VEC_WIDTH positions at a time, and no
- * vector needs reducing (3x the speed of dot products on a prompt).
- * In both, every output is summed in one fixed order whatever the tiling and the thread
- * count, so results do not depend on how the work is split. The two shapes round
- * differently (by ~1e-6; both are checked against the references).
+ * Kernels: plain functions of explicit shapes. The SIMD ones are in gpt2_kernels.h, written
+ * once and compiled here for each instruction set this build may meet; embedding and layer
+ * norm are here, plain C (they touch each number once).
  * ========================================================================================== */
-
-#if defined(__AVX512F__) && !defined(GPT2_SCALAR)
-#include <immintrin.h>
-#define SIMD_NAME "avx512"
-#define VEC_WIDTH 16
-typedef __m512 vec;
-#define vec_zero() _mm512_setzero_ps()
-#define vec_set1(x) _mm512_set1_ps(x)
-#define vec_load(p) _mm512_loadu_ps(p)
-#define vec_store(p, v) _mm512_storeu_ps(p, v)
-#define vec_fma(a, b, acc) _mm512_fmadd_ps(a, b, acc)
-#define vec_sum(v) _mm512_reduce_add_ps(v)
-#define BATCH_ROWS 8  /* a batched tile: 8 weight rows × 2 vectors of positions = 16 accumulators */
-#define BATCH_VECS 2
-#elif defined(__AVX2__) && defined(__FMA__) && !defined(GPT2_SCALAR)
-#include <immintrin.h>
-#define SIMD_NAME "avx2"
-#define VEC_WIDTH 8
-typedef __m256 vec;
-#define vec_zero() _mm256_setzero_ps()
-#define vec_set1(x) _mm256_set1_ps(x)
-#define vec_load(p) _mm256_loadu_ps(p)
-#define vec_store(p, v) _mm256_storeu_ps(p, v)
-#define vec_fma(a, b, acc) _mm256_fmadd_ps(a, b, acc)
-static inline float vec_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#define BATCH_ROWS 6  /* 12 accumulators + 2 inputs + 1 broadcast of 16 registers */
-#define BATCH_VECS 2
-#elif defined(__ARM_NEON) && defined(__aarch64__) && !defined(GPT2_SCALAR)
-#include <arm_neon.h>
-#define SIMD_NAME "neon"
-#define VEC_WIDTH 4
-typedef float32x4_t vec;
-#define vec_zero() vdupq_n_f32(0.0f)
-#define vec_set1(x) vdupq_n_f32(x)
-#define vec_load(p) vld1q_f32(p)
-#define vec_store(p, v) vst1q_f32(p, v)
-#define vec_fma(a, b, acc) vfmaq_f32(acc, a, b)
-#define vec_sum(v) vaddvq_f32(v)
-#define BATCH_ROWS 8
-#define BATCH_VECS 2
-#else  /* plain C, also forced by -DGPT2_SCALAR: a "vector" of one float */
-#define SIMD_NAME "scalar"
-#define VEC_WIDTH 1
-typedef float vec;
-#define vec_zero() 0.0f
-#define vec_set1(x) (x)
-#define vec_load(p) (*(p))
-#define vec_store(p, v) (*(p) = (v))
-#define vec_fma(a, b, acc) ((acc) + (a) * (b))
-#define vec_sum(v) (v)
-#define BATCH_ROWS 4
-#define BATCH_VECS 4
-#endif
-#define DOT_ROWS 4     /* weight rows a decoding tile reads side by side */
-#define BATCH_MIN 4    /* from this many positions on, a matmul uses the batched kernel */
-
-const char *gpt2_kernel_name(void) { return SIMD_NAME; }
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -902,38 +985,281 @@ const char *gpt2_kernel_name(void) { return SIMD_NAME; }
 #define ALWAYS_INLINE inline
 #endif
 
-/* e^x to within 3e-7 relative, from arithmetic the compiler vectorizes (libm's expf and tanhf
- * are calls, one element at a time, and GELU and the softmaxes run millions of them):
- * e^x = 2^n · e^r with n = round(x / ln 2), r = x - n·ln 2 (ln 2 split in two, so r is exact
- * to float precision) and e^r by its Taylor polynomial to r^6 (|r| ≤ ln2/2: error < 1e-7).
- * Inputs are clamped to where 2^n is a normal float; below, the result is ~1e-38, not 0. */
-static inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    const float round_magic = 12582912.0f;  /* 1.5 · 2^23: adding and subtracting it rounds */
-    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
-    float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    /* 2^n, built in the exponent field. NaN gives NaN (through p), but never reaches the int
-     * conversion, where it would be undefined behaviour. */
-    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+#define BATCH_MIN 4          /* from this many positions on, a matmul uses the batched kernel */
+/* Positions a batched matmul computes together: their transposed inputs (at most 4C × 64
+ * floats, 786 KB for GPT-2's 768 channels) stay in cache while every weight row passes. */
+#define MATMUL_POSITIONS 64
+#define MAX_TILE_ROWS 8      /* weight rows one thread widens to f32 at a time (TILE_MAX_ROWS) */
+
+/* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
+typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
+
+/* Work space of the matmuls: the transposed batch, each thread's widened weight tile, and
+ * decoding's quantized activations (q8_0, q4_0): 8-bit values, a scale and a sum per block. */
+typedef struct {
+    float *in_t;       /* (n_in, MATMUL_POSITIONS) */
+    float *w_tiles;    /* (threads, MAX_TILE_ROWS, n_in) */
+    int8_t *xq;        /* (BATCH_MIN - 1, n_in rounded up to QBLOCK) */
+    float *xd;         /* (BATCH_MIN - 1, n_in / QBLOCK) */
+    int32_t *xsum;
+} MatmulScratch;
+
+typedef struct {
+    float *out;               /* (T, n_out) */
+    const float *in;          /* (T, n_in) */
+    float *in_t;              /* (n_in, T_padded): the batch transposed, for the batched kernel */
+    int T_padded;             /* T rounded up to whole vectors */
+    const void *w;            /* (n_out, n_in) of w_type, rows row_bytes apart */
+    gpt2_dtype dtype;
+    size_t row_bytes;
+    float *w_tiles;           /* MatmulScratch's */
+    int8_t *xq;
+    float *xd;
+    int32_t *xsum;
+    const float *bias;        /* (n_out) or NULL */
+    int T, n_in, n_out;
+    Epilogue epilogue;
+    void (*gelu)(float *out, const float *in, size_t n);  /* the kernels' own */
+} Matmul;
+
+static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
+    const size_t nb = (size_t)(max_n_in + QBLOCK - 1) / QBLOCK;
+    s->in_t = malloc((size_t)max_n_in * (MATMUL_POSITIONS + 16) * sizeof(float));
+    s->w_tiles = malloc((size_t)n_threads * MAX_TILE_ROWS * (size_t)max_n_in * sizeof(float));
+    s->xq = malloc((BATCH_MIN - 1) * nb * QBLOCK);
+    s->xd = malloc((BATCH_MIN - 1) * nb * sizeof(float));
+    s->xsum = malloc((BATCH_MIN - 1) * nb * sizeof(int32_t));
+    return s->in_t && s->w_tiles && s->xq && s->xd && s->xsum;
 }
 
-/* x = wte[token] + wpe[position] for T tokens at positions pos0, pos0 + 1, ... */
-static void embed(float *x, const Tensor *wte, const Tensor *wpe, const int *tokens, int pos0, int T) {
+static void matmul_scratch_free(MatmulScratch *s) {
+    free(s->in_t), free(s->w_tiles), free(s->xq), free(s->xd), free(s->xsum);
+}
+
+static inline void matmul_store(const Matmul *m, int o, int t, float y) {
+    float *out = m->out + (size_t)t * m->n_out + o;
+    if (m->bias) y += m->bias[o];
+    if (m->epilogue == ACCUMULATE) *out += y;
+    else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_finish */
+}
+
+static void matmul_finish(const Matmul *m, int begin, int end) {
+    if (m->epilogue == STORE_GELU)
+        for (int t = 0; t < m->T; t++) {
+            float *row = m->out + (size_t)t * m->n_out + begin;
+            m->gelu(row, row, (size_t)(end - begin));
+        }
+}
+
+/* in_t[i][t] = in[t][i], zero past T: one task item per input channel. */
+static void transpose_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    (void)thread;
+    for (int i = begin; i < end; i++) {
+        float *row = m->in_t + (size_t)i * m->T_padded;
+        for (int t = 0; t < m->T; t++) row[t] = m->in[(size_t)t * m->n_in + i];
+        for (int t = m->T; t < m->T_padded; t++) row[t] = 0.0f;
+    }
+}
+
+/* Decoding with q8_0 or q4_0 weights multiplies integers: each row of activations is
+ * quantized as the weights are, in blocks of 32 with a scale d = max|x| / 127 (and the sum of
+ * the block's values, which q4_0's offset of 8 needs). The cost in accuracy: one rounding of
+ * each activation to 8 bits, ~0.2% of its block's largest value. */
+static void quantize_activations(Matmul *m) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    for (int t = 0; t < m->T; t++)
+        for (int b = 0; b < nb; b++) {
+            const float *x = m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK;
+            const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+            float amax = 0;
+            for (int k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            const float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+            int8_t *q = m->xq + ((size_t)t * nb + b) * QBLOCK;
+            int32_t sum = 0;
+            for (int k = 0; k < QBLOCK; k++) {
+                q[k] = k < n ? (int8_t)lrintf(x[k] * inv) : 0;
+                sum += q[k];
+            }
+            m->xd[(size_t)t * nb + b] = d;
+            m->xsum[(size_t)t * nb + b] = sum;
+        }
+}
+
+/* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
+ *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
+ * the mask being the bound on j: a query never scores the keys after its own position. */
+typedef struct {
+    float *out;            /* (T, out_stride): head h at channels h·HS … */
+    int out_stride;
+    const float *q;        /* (T, q_stride): head h at channels h·HS … */
+    int q_stride;
+    const float *keys;     /* (NH, HS, key_stride), transposed: keys[h][d][j] = k_j[h·HS + d] */
+    int key_stride;        /* a multiple of 16, ≥ pos0 + T */
+    const float *values;   /* v_j of head h at values + h·value_head_stride + j·value_stride */
+    size_t value_head_stride, value_stride;
+    float *scores;         /* (threads, key_stride) scratch */
+    float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
+    int T, pos0, NH, HS;
+} Attention;
+
+typedef struct { const uint8_t *data; size_t bytes; float *sink; } ReadTask;
+#define READ_BLOCK (64 * 1024)
+
+/* One instruction set's kernels. */
+typedef struct {
+    const char *name;
+    void (*matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
+                   const float *bias, int T, Epilogue epilogue);
+    void (*attention)(gpt2_pool *pool, const Attention *a);
+    void (*gelu)(float *out, const float *in, size_t n);
+    task_fn read;
+} Kernels;
+
+#define ISA_SCALAR 0
+#define ISA_AVX2 1
+#define ISA_AVX512 2
+#define ISA_NEON 3
+
+#if defined(__x86_64__) && !defined(GPT2_SCALAR)
+#include <immintrin.h>
+#define X86_VARIANTS 1  /* AVX2 and AVX-512 copies, for the CPUs that have them */
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(GPT2_SCALAR)
+#include <arm_neon.h>
+#endif
+
+/* the build's own instruction set: what the compiler was told it may use */
+#if defined(GPT2_SCALAR)
+#define NATIVE_ISA ISA_SCALAR
+#elif defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define NATIVE_ISA ISA_AVX512
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define NATIVE_ISA ISA_AVX2
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#define NATIVE_ISA ISA_NEON
+#else
+#define NATIVE_ISA ISA_SCALAR
+#endif
+
+/* the plain C reference, named _scalar (unless it is the build's own) */
+#if NATIVE_ISA != ISA_SCALAR
+#define KERNELS_ISA ISA_SCALAR
+#define KERNEL(name) name##_scalar
+#include "gpt2_kernels.h"
+#endif
+
+/* AVX2 and AVX-512 copies for a build that does not assume them: compiled for those
+ * instructions by a target pragma, run only where the CPU has them */
+#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX2
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#define KERNELS_ISA ISA_AVX2
+#define KERNEL(name) name##_avx2
+#include "gpt2_kernels.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX512
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
+#define KERNELS_ISA ISA_AVX512
+#define KERNEL(name) name##_avx512
+#include "gpt2_kernels.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif
+
+/* the build's own copy, last: its names stay plain (matmul, gemm_tile, VEC_WIDTH, ...) for the
+ * rest of this file and for the trainer, which #includes it */
+#define KERNELS_ISA NATIVE_ISA
+#define KERNEL(name) name
+#define KERNELS_KEEP
+#include "gpt2_kernels.h"
+
+/* The kernel sets in order of preference, each with whether this CPU can run it. */
+static bool cpu_has(const char *isa) {
+#if defined(X86_VARIANTS)
+    __builtin_cpu_init();
+    if (!strcmp(isa, "avx512"))
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
+}
+
+static const Kernels *const kernel_sets[] = {
+#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX512
+    &kernels_table_avx512,
+#endif
+#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX2
+    &kernels_table_avx2,
+#endif
+    &kernels_table,
+#if NATIVE_ISA != ISA_SCALAR
+    &kernels_table_scalar,
+#endif
+};
+
+/* The kernels named (NULL: the best this CPU can run). */
+static const Kernels *choose_kernels(const char *name, char *err, size_t errlen) {
+    for (size_t i = 0; i < sizeof kernel_sets / sizeof *kernel_sets; i++) {
+        const Kernels *k = kernel_sets[i];
+        if (name && strcmp(name, k->name)) continue;
+        if (cpu_has(k->name)) return k;
+        if (name) {
+            fail(err, errlen, "kernels \"%s\": this CPU does not have those instructions", name);
+            return NULL;
+        }
+    }
+    char list[64] = "";
+    for (size_t i = 0; i < sizeof kernel_sets / sizeof *kernel_sets; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", kernel_sets[i]->name);
+    fail(err, errlen, "kernels \"%s\": this build has %s", name ? name : "", list);
+    return NULL;
+}
+
+const char *gpt2_kernel_name(void) {
+    const Kernels *k = choose_kernels(NULL, NULL, 0);
+    return k ? k->name : "scalar";
+}
+
+const char *gpt2_kernels_available(void) {
+    static const char *const names =  /* (a constant: computed by the preprocessor) */
+#if defined(X86_VARIANTS)
+        "avx512 avx2 scalar";
+#elif NATIVE_ISA == ISA_NEON
+        "neon scalar";
+#else
+        "scalar";
+#endif
+    return names;
+}
+
+/* x = wte[token] + wpe[position] for T tokens at positions pos0, pos0 + 1, ...; the rows are
+ * widened from their type (scratch: C floats). */
+static void embed(float *x, const Tensor *wte, const Tensor *wpe, const int *tokens, int pos0, int T, float *scratch) {
     const int C = wte->cols;
     for (int t = 0; t < T; t++) {
-        const float *te = (const float *)((const uint8_t *)wte->data + (size_t)tokens[t] * wte->row_bytes);
-        const float *pe = (const float *)((const uint8_t *)wpe->data + (size_t)(pos0 + t) * wpe->row_bytes);
-        for (int i = 0; i < C; i++) x[(size_t)t * C + i] = te[i] + pe[i];
+        float *row = x + (size_t)t * C;
+        dequantize_row((const uint8_t *)wte->data + (size_t)tokens[t] * wte->row_bytes, wte->dtype, C, row);
+        dequantize_row((const uint8_t *)wpe->data + (size_t)(pos0 + t) * wpe->row_bytes, wpe->dtype, C, scratch);
+        for (int i = 0; i < C; i++) row[i] += scratch[i];
     }
 }
 
@@ -957,236 +1283,40 @@ static void layernorm(float *out, const float *in, const float *w, const float *
     }
 }
 
-/* GELU, tanh form (GPT-2's "gelu_new"): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))),
- * computed as x / (1 + e^(-2u)) with u the tanh argument, since 0.5·(1 + tanh u) = 1/(1 + e^(-2u)).
- * A loop over an array, so that it vectorizes; out may be in. */
-static void gelu(float *out, const float *in, size_t n) {
-    const float sqrt_2_over_pi = 0.7978845608028654f;
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i], u = sqrt_2_over_pi * (x + 0.044715f * x * x * x);
-        out[i] = x / (1.0f + exp_approx(-2.0f * u));
+/* ---- reading bandwidth ------------------------------------------------------------------------ */
+
+size_t gpt2_decode_bytes(const gpt2_model *m) {
+    const Weights *w = &m->weights;
+    const gpt2_config *c = &m->config;
+    size_t bytes = (size_t)w->wte.rows * w->wte.row_bytes + w->wte.row_bytes + w->wpe.row_bytes;
+    for (int l = 0; l < c->n_layer; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        const Tensor *mats[4] = {&lw->qkv_w, &lw->attn_proj_w, &lw->fc_w, &lw->fc_proj_w};
+        for (int k = 0; k < 4; k++) bytes += (size_t)mats[k]->rows * mats[k]->row_bytes;
+        bytes += sizeof(float) * (size_t)c->n_embd * 13;  /* 2 layer norms (w, b), 4 biases: 1 + 3 + 1 + 4 + 1 (C each) */
     }
+    return bytes + 2 * sizeof(float) * (size_t)c->n_embd;
 }
 
-/* ---- the micro-kernel of every product ---------------------------------------------------- */
-
-/* tile[r][0, vecs·VEC_WIDTH) = Σ_{k<K} A[r·a_row + k·a_k] · B[k·b_k + (0, vecs·VEC_WIDTH)], r < rows.
- * Each A element is broadcast against vectors of one B row, so no vector needs reducing at
- * the end; with constant rows and vecs the sums live in registers. The batched matmul, both
- * products of attention and the trainer's backward matmuls are this with other strides. */
-#define TILE_MAX_ROWS 8
-#define TILE_MAX_VECS 4
-static ALWAYS_INLINE void gemm_tile(float *tile, size_t tile_stride, const float *A, size_t a_row, size_t a_k,
-                                    const float *B, size_t b_k, int K, const int rows, const int vecs) {
-    vec acc[TILE_MAX_ROWS][TILE_MAX_VECS];
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) acc[r][v] = vec_zero();
-    for (int k = 0; k < K; k++) {
-        vec b[TILE_MAX_VECS];
-        for (int v = 0; v < vecs; v++) b[v] = vec_load(B + (size_t)k * b_k + v * VEC_WIDTH);
-        for (int r = 0; r < rows; r++) {
-            vec a = vec_set1(A[r * a_row + (size_t)k * a_k]);
-            for (int v = 0; v < vecs; v++) acc[r][v] = vec_fma(a, b[v], acc[r][v]);
-        }
+double gpt2_memory_bandwidth(const gpt2_model *m, int n_threads) {
+    char err[GPT2_ERR_MAX];
+    gpt2_pool *pool = gpt2_pool_new(n_threads, err, sizeof err);
+    const Kernels *k = choose_kernels(NULL, NULL, 0);
+    if (!pool || !k) { gpt2_pool_free(pool); return 0; }
+    /* the weights: from the first tensor to the end of the mapping */
+    const uint8_t *first = m->weights.wte.data;
+    ReadTask r = {first, m->map_size - (size_t)(first - (const uint8_t *)m->map), calloc((size_t)pool->n_threads, sizeof(float))};
+    const int blocks = (int)((r.bytes + READ_BLOCK - 1) / READ_BLOCK);
+    double best = 0;
+    for (int pass = 0; r.sink && pass < 4; pass++) {
+        double t0 = now_ms();
+        pool_run(pool, k->read, &r, blocks, pool_chunk(pool, blocks, 1));
+        double gbps = (double)r.bytes / ((now_ms() - t0) / 1e3) / 1e9;
+        if (pass > 0 && gbps > best) best = gbps;  /* the first pass warms the pages in */
     }
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) vec_store(tile + r * tile_stride + v * VEC_WIDTH, acc[r][v]);
-}
-
-/* ---- matmul ------------------------------------------------------------------------------- */
-
-/* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
-typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
-
-typedef struct {
-    float *out;          /* (T, n_out) */
-    const float *in;     /* (T, n_in) */
-    float *in_t;         /* (n_in, T_padded): the batch transposed, for the batched kernel */
-    int T_padded;        /* T rounded up to whole vectors */
-    const float *w;      /* (n_out, n_in), rows w_stride floats apart */
-    size_t w_stride;
-    const float *bias;   /* (n_out) or NULL */
-    int T, n_in, n_out;
-    Epilogue epilogue;
-} Matmul;
-
-static inline void matmul_store(const Matmul *m, int o, int t, float y) {
-    float *out = m->out + (size_t)t * m->n_out + o;
-    if (m->bias) y += m->bias[o];
-    if (m->epilogue == ACCUMULATE) *out += y;
-    else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_finish */
-}
-
-static void matmul_finish(const Matmul *m, int begin, int end) {
-    if (m->epilogue == STORE_GELU)
-        for (int t = 0; t < m->T; t++) {
-            float *row = m->out + (size_t)t * m->n_out + begin;
-            gelu(row, row, (size_t)(end - begin));
-        }
-}
-
-/* Decoding: `rows` outputs of position t, one dot product each, over weight rows read side by
- * side. With a constant `rows` the accumulators live in registers. */
-static ALWAYS_INLINE void matmul_dot_tile(const Matmul *m, int o, int t, const int rows) {
-    const int n = m->n_in, nv = n - n % VEC_WIDTH;
-    const size_t ws = m->w_stride;
-    const float *w = m->w + (size_t)o * ws, *x = m->in + (size_t)t * n;
-    vec acc[DOT_ROWS];
-    for (int r = 0; r < rows; r++) acc[r] = vec_zero();
-    for (int i = 0; i < nv; i += VEC_WIDTH) {
-        vec xv = vec_load(x + i);
-        for (int r = 0; r < rows; r++) acc[r] = vec_fma(vec_load(w + r * ws + i), xv, acc[r]);
-    }
-    for (int r = 0; r < rows; r++) {
-        float s = vec_sum(acc[r]);
-        for (int i = nv; i < n; i++) s += w[r * ws + i] * x[i];
-        matmul_store(m, o + r, t, s);
-    }
-}
-
-static void matmul_dot_task(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
-    (void)thread;
-    int o = begin;
-    for (; o + DOT_ROWS <= end; o += DOT_ROWS)
-        for (int t = 0; t < m->T; t++) matmul_dot_tile(m, o, t, DOT_ROWS);
-    for (; o < end; o++)
-        for (int t = 0; t < m->T; t++) matmul_dot_tile(m, o, t, 1);
-    matmul_finish(m, begin, end);
-}
-
-/* A batch: `rows` outputs × `vecs` vectors of positions from t: W's rows are A, the transposed
- * batch is B (its row i holds input channel i of every position). */
-static ALWAYS_INLINE void matmul_batch_tile(const Matmul *m, int o, int t, const int rows, const int vecs) {
-    float tile[BATCH_ROWS][BATCH_VECS * VEC_WIDTH];
-    gemm_tile(&tile[0][0], BATCH_VECS * VEC_WIDTH, m->w + (size_t)o * m->w_stride, m->w_stride, 1, m->in_t + t, m->T_padded,
-              m->n_in, rows, vecs);
-    for (int r = 0; r < rows; r++)
-        for (int l = 0; l < vecs * VEC_WIDTH && t + l < m->T; l++)  /* padding lanes are dropped */
-            matmul_store(m, o + r, t + l, tile[r][l]);
-}
-
-static void matmul_batch_task(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
-    (void)thread;
-    const int tile = BATCH_VECS * VEC_WIDTH;
-    int o = begin;
-    for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
-        int t = 0;
-        for (; t + tile <= m->T_padded; t += tile) matmul_batch_tile(m, o, t, BATCH_ROWS, BATCH_VECS);
-        for (; t < m->T_padded; t += VEC_WIDTH) matmul_batch_tile(m, o, t, BATCH_ROWS, 1);
-    }
-    for (; o < end; o++)
-        for (int t = 0; t < m->T_padded; t += VEC_WIDTH) matmul_batch_tile(m, o, t, 1, 1);
-    matmul_finish(m, begin, end);
-}
-
-/* in_t[i][t] = in[t][i], zero past T: one task item per input channel. */
-static void transpose_task(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
-    (void)thread;
-    for (int i = begin; i < end; i++) {
-        float *row = m->in_t + (size_t)i * m->T_padded;
-        for (int t = 0; t < m->T; t++) row[t] = m->in[(size_t)t * m->n_in + i];
-        for (int t = m->T; t < m->T_padded; t++) row[t] = 0.0f;
-    }
-}
-
-/* Positions a batched matmul computes together: their transposed inputs (at most 4C × 64
- * floats, 786 KB for GPT-2's 768 channels) stay in cache while every weight row passes. */
-#define MATMUL_POSITIONS 64
-
-/* Floats of scratch a matmul of T positions with n_in inputs needs (the transposed batch). */
-static size_t matmul_scratch_floats(int T, int n_in) {
-    if (T > MATMUL_POSITIONS) T = MATMUL_POSITIONS;
-    return (size_t)n_in * (size_t)((T + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH);
-}
-
-/* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
- * the pool; more than MATMUL_POSITIONS positions go in chunks of that many. scratch holds
- * matmul_scratch_floats(T, w.cols) floats. */
-static void matmul(gpt2_pool *pool, float *scratch, float *out, const float *in, const Tensor *w, const float *bias,
-                   int T, Epilogue epilogue) {
-    for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
-        const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
-        Matmul m = {out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, scratch, (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH,
-                    w->data, w->row_bytes / sizeof(float), bias, n, w->cols, w->rows, epilogue};
-        if (n < BATCH_MIN) {
-            pool_run(pool, matmul_dot_task, &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
-            continue;
-        }
-        pool_run(pool, transpose_task, &m, m.n_in, pool_chunk(pool, m.n_in, 16));
-        pool_run(pool, matmul_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
-    }
-}
-
-/* ---- attention ---------------------------------------------------------------------------- */
-
-/* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
- *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
- * the mask being the bound on j: a query never scores the keys after its own position. */
-typedef struct {
-    float *out;            /* (T, out_stride): head h at channels h·HS … */
-    int out_stride;
-    const float *q;        /* (T, q_stride): head h at channels h·HS … */
-    int q_stride;
-    const float *keys;     /* (NH, HS, key_stride), transposed: keys[h][d][j] = k_j[h·HS + d] */
-    int key_stride;        /* a multiple of VEC_WIDTH, ≥ pos0 + T */
-    const float *values;   /* v_j of head h at values + h·value_head_stride + j·value_stride */
-    size_t value_head_stride, value_stride;
-    float *scores;         /* (threads, key_stride) scratch */
-    float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
-    int T, pos0, NH, HS;
-} Attention;
-
-static void attention_task(void *arg, int begin, int end, int thread) {
-    const Attention *a = arg;
-    const int HS = a->HS, ks = a->key_stride;
-    const float scale = 1.0f / sqrtf((float)HS);
-    float *scores = a->scores + (size_t)thread * ks;
-    for (int item = begin; item < end; item++) {
-        /* head-major: a thread takes consecutive positions of one head, whose keys and values
-         * then stay in cache from one query to the next */
-        int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;
-        const float *q = a->q + (size_t)t * a->q_stride + h * HS;
-        const float *keys = a->keys + (size_t)h * HS * ks;
-        const float *values = a->values + h * a->value_head_stride;
-        float *out = a->out + (size_t)t * a->out_stride + h * HS;
-        float *p = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : scores;
-        /* p = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
-        int j = 0;  /* scores of VEC_WIDTH keys at a time: Σ_d q[d] · (channel d of those keys) */
-        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) gemm_tile(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 4);
-        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) gemm_tile(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 1);
-        for (; j < n_keys; j++) {
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ks + j];
-            p[j] = s;
-        }
-        float max = -INFINITY, sum = 0.0f;
-        for (j = 0; j < n_keys; j++) {
-            p[j] *= scale;
-            if (p[j] > max) max = p[j];
-        }
-        for (j = 0; j < n_keys; j++) p[j] = exp_approx(p[j] - max);
-        for (j = 0; j < n_keys; j++) sum += p[j];
-        float inv_sum = 1.0f / sum;
-        for (j = 0; j < n_keys; j++) p[j] *= inv_sum;
-        if (a->probs)  /* the masked keys, 0 in the stored softmax: its backward reads whole columns */
-            for (j = n_keys; j < a->pos0 + a->T; j++) p[j] = 0.0f;
-        /* out = Σ_j p_j · v_j */
-        int i = 0;
-        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) gemm_tile(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 4);
-        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) gemm_tile(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 1);
-        for (; i < HS; i++) {
-            float s = 0.0f;
-            for (j = 0; j < n_keys; j++) s += p[j] * values[(size_t)j * a->value_stride + i];
-            out[i] = s;
-        }
-    }
-}
-
-static void attention(gpt2_pool *pool, const Attention *a) {
-    pool_run(pool, attention_task, (void *)a, a->T * a->NH, pool_chunk(pool, a->T * a->NH, 1));
+    free(r.sink);
+    gpt2_pool_free(pool);
+    return best;
 }
 
 /* ============================================================================================
@@ -1214,27 +1344,28 @@ struct gpt2_context {
     float *qkv;          /* (MAX_BATCH, 3C) queries, keys, values */
     float *attn;         /* (MAX_BATCH, C) attention output, heads side by side */
     float *fc;           /* (MAX_BATCH, 4C) MLP hidden layer */
-    float *scratch;      /* a matmul's input, transposed: (4C, MAX_BATCH) */
+    MatmulScratch mm;    /* the matmuls' work space */
+    const Kernels *k;    /* the kernels for this CPU (or the ones asked for) */
     float *scores;       /* (threads, key_stride) attention weights, scratch per thread */
     float *logits;       /* (V) of the last position */
 };
 
 /* The buffers of a context, in elements; false if their bytes would pass `limit` (SIZE_MAX;
  * the tests also try what a 32-bit machine would say). */
-typedef struct { size_t k_cache, v_cache, batch_C, scratch, scores, logits, tokens; } ContextSizes;
+typedef struct { size_t k_cache, v_cache, batch_C, scores, logits, tokens; } ContextSizes;
 static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n_threads, uint64_t limit, ContextSizes *s) {
     const uint64_t LC = (uint64_t)c->n_layer * (uint64_t)c->n_embd;
     uint64_t k_cache, v_cache, batch_C = (uint64_t)MAX_BATCH * (uint64_t)c->n_embd, total;
     if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
-    const uint64_t scratch = (uint64_t)matmul_scratch_floats(MAX_BATCH, 4 * c->n_embd);
+    /* the matmuls' scratch: the transposed batch, and a tile of weight rows per thread */
+    const uint64_t scratch = (uint64_t)4 * c->n_embd * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * MAX_TILE_ROWS);
     const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* every element is 4 bytes (float or int); x, xn and attn are batch_C, qkv 3 and fc 4 of it */
     if (!add_u64(k_cache, v_cache, &total) || !add_u64(total, 10 * batch_C + scratch + scores + logits + tokens, &total) ||
         !mul_u64(total, 4, &total) || total > limit)
         return false;
-    *s = (ContextSizes){(size_t)k_cache, (size_t)v_cache, (size_t)batch_C, (size_t)scratch, (size_t)scores,
-                        (size_t)logits, (size_t)tokens};
+    *s = (ContextSizes){(size_t)k_cache, (size_t)v_cache, (size_t)batch_C, (size_t)scores, (size_t)logits, (size_t)tokens};
     return true;
 }
 
@@ -1257,6 +1388,10 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     else if ((ctx->pool = gpt2_pool_new(params->n_threads, err, errlen))) ctx->owns_pool = true;
     else { free(ctx); return NULL; }
 
+    if (!(ctx->k = choose_kernels(params->kernels, err, errlen))) {
+        gpt2_context_free(ctx);
+        return NULL;
+    }
     ContextSizes s;
     if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, SIZE_MAX, &s)) {
         fail(err, errlen, "a context of %d positions for this model needs more memory than this machine can address", n_ctx);
@@ -1271,11 +1406,11 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     ctx->attn = malloc(s.batch_C * sizeof(float));
     ctx->qkv = malloc(3 * s.batch_C * sizeof(float));
     ctx->fc = malloc(4 * s.batch_C * sizeof(float));
-    ctx->scratch = malloc(s.scratch * sizeof(float));
+    bool scratch = matmul_scratch_init(&ctx->mm, ctx->pool->n_threads, 4 * c->n_embd);
     ctx->scores = malloc(s.scores * sizeof(float));
     ctx->logits = malloc(s.logits * sizeof(float));
     if (!ctx->tokens || !ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->attn || !ctx->qkv || !ctx->fc ||
-        !ctx->scratch || !ctx->scores || !ctx->logits) {
+        !scratch || !ctx->scores || !ctx->logits) {
         fail(err, errlen, "out of memory for a context of %d positions (the KV cache needs %.1f MB)", n_ctx,
              (double)(s.k_cache + s.v_cache) * sizeof(float) / 1e6);
         gpt2_context_free(ctx);
@@ -1289,12 +1424,14 @@ void gpt2_context_free(gpt2_context *ctx) {
     if (ctx->owns_pool) gpt2_pool_free(ctx->pool);
     free(ctx->tokens);
     free(ctx->k_cache); free(ctx->v_cache);
-    free(ctx->x); free(ctx->xn); free(ctx->attn); free(ctx->qkv); free(ctx->fc); free(ctx->scratch);
+    free(ctx->x); free(ctx->xn); free(ctx->attn); free(ctx->qkv); free(ctx->fc);
+    matmul_scratch_free(&ctx->mm);
     free(ctx->scores); free(ctx->logits);
     free(ctx);
 }
 
 const gpt2_model *gpt2_context_model(const gpt2_context *ctx) { return ctx->model; }
+const char *gpt2_context_kernels(const gpt2_context *ctx) { return ctx->k->name; }
 int gpt2_context_threads(const gpt2_context *ctx) { return ctx->pool->n_threads; }
 int gpt2_context_size(const gpt2_context *ctx) { return ctx->n_ctx; }
 size_t gpt2_context_kv_bytes(const gpt2_context *ctx) {
@@ -1321,9 +1458,11 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     const Weights *w = &ctx->model->weights;
     const int C = c->n_embd, NH = c->n_head, HS = C / NH, pos = ctx->pos, ks = ctx->key_stride;
     gpt2_pool *pool = ctx->pool;
-    float *x = ctx->x, *xn = ctx->xn, *qkv = ctx->qkv, *attn = ctx->attn, *fc = ctx->fc, *scratch = ctx->scratch;
+    const Kernels *k = ctx->k;
+    const MatmulScratch *mm = &ctx->mm;
+    float *x = ctx->x, *xn = ctx->xn, *qkv = ctx->qkv, *attn = ctx->attn, *fc = ctx->fc;
 
-    embed(x, &w->wte, &w->wpe, ctx->tokens + pos, pos, T);
+    embed(x, &w->wte, &w->wpe, ctx->tokens + pos, pos, T, xn);
 
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
@@ -1332,7 +1471,7 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
 
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm(xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps, NULL, NULL);
-        matmul(pool, scratch, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
+        k->matmul(pool, mm, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
         /* append this batch's keys (transposed: a cache row is one channel) and values */
         for (int i = 0; i < C; i++)
             for (int t = 0; t < T; t++) k_cache[(size_t)i * ks + pos + t] = qkv[(size_t)t * 3 * C + C + i];
@@ -1340,15 +1479,15 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
             for (int h = 0; h < NH; h++)
                 memcpy(v_cache + ((size_t)h * ctx->n_ctx + pos + t) * HS, qkv + (size_t)t * 3 * C + 2 * C + h * HS,
                        HS * sizeof(float));
-        attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
+        k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
                                      .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
                                      .value_stride = HS, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
-        matmul(pool, scratch, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
+        k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */
         layernorm(xn, x, lw->ln2_w, lw->ln2_b, T, C, c->ln_eps, NULL, NULL);
-        matmul(pool, scratch, fc, xn, &lw->fc_w, lw->fc_b, T, STORE_GELU);
-        matmul(pool, scratch, x, fc, &lw->fc_proj_w, lw->fc_proj_b, T, ACCUMULATE);
+        k->matmul(pool, mm, fc, xn, &lw->fc_w, lw->fc_b, T, STORE_GELU);
+        k->matmul(pool, mm, x, fc, &lw->fc_proj_w, lw->fc_proj_b, T, ACCUMULATE);
     }
 
     /* logits = ln_f(x) · wteᵀ, for every position only when asked: the LM head is the biggest
@@ -1356,11 +1495,11 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     const int V = c->vocab_size;
     if (all_logits && first < T) {
         layernorm(xn, x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps, NULL, NULL);
-        matmul(pool, scratch, all_logits, xn, &w->wte, NULL, T - first, STORE);
+        k->matmul(pool, mm, all_logits, xn, &w->wte, NULL, T - first, STORE);
         memcpy(ctx->logits, all_logits + (size_t)(T - 1 - first) * V, (size_t)V * sizeof(float));
     } else {
         layernorm(xn, x + (size_t)(T - 1) * C, w->lnf_w, w->lnf_b, 1, C, c->ln_eps, NULL, NULL);
-        matmul(pool, scratch, ctx->logits, xn, &w->wte, NULL, 1, STORE);
+        k->matmul(pool, mm, ctx->logits, xn, &w->wte, NULL, 1, STORE);
     }
     ctx->pos += T;
     ctx->logits_pos = ctx->pos;
@@ -1585,6 +1724,10 @@ static void token_info(const float *logits, int V, int token, int n_top, gpt2_to
     }
     for (int k = 0; k < filled; k++) info->top_logprobs[k] = LOGPROB(info->top_logprobs[k]);
     #undef LOGPROB
+}
+
+void gpt2_logprobs(const gpt2_model *m, const float *logits, int token, int n_top, gpt2_token_info *info) {
+    token_info(logits, m->config.vocab_size, token, n_top, info);
 }
 
 int gpt2_next(gpt2_context *ctx, gpt2_sampler *sampler, int n_top, gpt2_token_info *info) {

@@ -93,7 +93,15 @@ gpt2_pool *gpt2_pool_new(int n_threads, char *err, size_t errlen);
 void gpt2_pool_free(gpt2_pool *pool);
 int gpt2_pool_threads(const gpt2_pool *pool);
 int gpt2_available_cores(void);  /* the cores this process may run on */
-const char *gpt2_kernel_name(void);  /* the matmul kernels of this build: "avx512", "avx2", "neon", "scalar" */
+const char *gpt2_kernel_name(void);        /* the kernels this CPU runs best: "avx512", "avx2", "neon", "scalar" */
+const char *gpt2_kernels_available(void);  /* the kernel sets of this build, space-separated */
+/* Bytes of weights a decoding step reads: every matrix once (the token embeddings twice over:
+ * one row in, all of them as the LM head), the vectors, a position's row. */
+size_t gpt2_decode_bytes(const gpt2_model *model);
+/* The rate, in GB/s, at which n_threads threads (0: the available cores) can read the model's
+ * weights where they are (RAM, or cache for a small model): the ceiling for decoding, which
+ * reads them all for every token. Best of a few passes. */
+double gpt2_memory_bandwidth(const gpt2_model *model, int n_threads);
 
 /* ---- contexts and the forward pass ---------------------------------------------------- */
 
@@ -101,6 +109,7 @@ typedef struct {
     int n_ctx;        /* positions the KV cache holds; 0 = the model's n_ctx (more is an error) */
     int n_threads;    /* threads of the context's own pool; 0 = the available cores */
     gpt2_pool *pool;  /* or run on this shared pool (n_threads is then ignored) */
+    const char *kernels;  /* NULL: the fastest this CPU can run; or one of gpt2_kernels_available() */
 } gpt2_context_params;
 
 /* A context for one sequence. params may be NULL (the defaults: all positions, own pool on
@@ -108,6 +117,7 @@ typedef struct {
 gpt2_context *gpt2_context_new(const gpt2_model *model, const gpt2_context_params *params, char *err, size_t errlen);
 void gpt2_context_free(gpt2_context *ctx);
 const gpt2_model *gpt2_context_model(const gpt2_context *ctx);
+const char *gpt2_context_kernels(const gpt2_context *ctx);  /* the kernel set it computes with */
 int gpt2_context_threads(const gpt2_context *ctx);
 int gpt2_context_size(const gpt2_context *ctx);      /* positions it holds */
 size_t gpt2_context_kv_bytes(const gpt2_context *ctx);  /* memory of its KV cache */
@@ -169,6 +179,10 @@ typedef struct {
     float top_logprobs[GPT2_TOP_MAX];
 } gpt2_token_info;
 
+/* ln p(token) under softmax(logits) (vocab_size of them), and the n_top (0..GPT2_TOP_MAX) most
+ * likely tokens with theirs, into info: what gpt2_next reports, for logits from gpt2_forward. */
+void gpt2_logprobs(const gpt2_model *model, const float *logits, int token, int n_top, gpt2_token_info *info);
+
 /* The next token: feeds the pending token (if any), then draws one from the logits of the
  * last position and makes it the pending token. Call it after gpt2_forward has run the
  * prompt. If info is not NULL it receives the token's log-probability and the n_top
@@ -225,6 +239,12 @@ typedef struct {
 int gpt2_tensor_count(const gpt2_config *config);
 int gpt2_tensor_info(const gpt2_config *config, int i, char *name, size_t name_len, int *rows, int *cols);
 
+/* A loaded model's tokenizer as its file stores it (pointers into the model: valid while it is). */
+void gpt2_model_vocab(const gpt2_model *model, gpt2_vocab *vocab);
+/* Tensor i of a loaded model (numbered as gpt2_tensor_info does), rows × cols floats widened
+ * from its stored type into out; its type into *dtype if not NULL. Returns -1 if i is out of range. */
+int gpt2_tensor_read(const gpt2_model *model, int i, float *out, gpt2_dtype *dtype);
+
 /* Writes a model file: open, then gpt2_writer_tensor once per tensor in table order with
  * rows × cols floats each, then close. Output goes to "path.tmp"; close checks that it loads
  * (gpt2_load) and only then renames it to path, so a failed or invalid write never replaces
@@ -232,6 +252,17 @@ int gpt2_tensor_info(const gpt2_config *config, int i, char *name, size_t name_l
 typedef struct gpt2_writer gpt2_writer;
 gpt2_writer *gpt2_writer_open(const char *path, const gpt2_config *config, const gpt2_vocab *vocab,
                               char *err, size_t errlen);
+/* The same, storing the weights in other types (docs/FORMAT.md): gpt2_writer_tensor still takes
+ * floats and converts them. Vectors (biases, layer norms) stay f32. */
+typedef struct {
+    gpt2_dtype matrices;    /* the blocks' four weight matrices */
+    gpt2_dtype embeddings;  /* wte (which is also the LM head) and wpe */
+} gpt2_weight_types;
+/* What `export/convert --dtype` writes for a type: everything in it, except that q4_0 models
+ * keep their embeddings and LM head in q8_0 (the head is where 4 bits cost most accuracy). */
+gpt2_weight_types gpt2_default_types(gpt2_dtype matrices);
+gpt2_writer *gpt2_writer_open_typed(const char *path, const gpt2_config *config, const gpt2_vocab *vocab,
+                                    const gpt2_weight_types *types, char *err, size_t errlen);
 int gpt2_writer_tensor(gpt2_writer *w, const float *data, char *err, size_t errlen);
 int gpt2_writer_close(gpt2_writer *w, char *err, size_t errlen);  /* frees w, even on error */
 void gpt2_writer_abort(gpt2_writer *w);  /* frees w and removes the temporary file */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gpt2.h"
+#include "server.h"
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
@@ -50,11 +51,19 @@ static void usage(FILE *out) {
         "\n"
         "Sampling applies temperature, then top-k, min-p and top-p, each to what the one before kept.\n"
         "\n"
+        "Serving (a web page and OpenAI's completions API):\n"
+        "      --serve          serve MODEL over HTTP until Ctrl-C\n"
+        "      --host H         address to listen on (default 127.0.0.1: this machine only)\n"
+        "      --port P         port (default 8080; 0 = any free one, printed)\n"
+        "      --parallel N     generations at once (default 8); twice as many may wait, more get 503\n"
+        "      --timeout S      seconds a request may take to arrive (default 10; idle connections 3 times it)\n"
+        "\n"
         "Machine-readable modes:\n"
         "      --ids A,B,C      the prompt as token ids instead of text\n"
         "      --logits OUT     write the prompt's logits, float32 [T][vocab], to OUT (with -n 0, stdout stays empty)\n"
         "      --tokenize FILE  print the token ids of FILE's bytes (- = stdin) and exit\n"
-        "      --bench          measure load time, prefill and decode speed, and memory\n"
+        "      --bench          measure load time, prefill and decode speed, bandwidth and memory (1 thread, all)\n"
+        "      --json           --bench's results as one JSON line per thread count\n"
         "      --ppl FILE       the model's loss on FILE: nats per token, perplexity, bits per byte\n"
         "      --ctx N          --ppl's window (default: the model's context); windows overlap by half\n",
         out);
@@ -148,11 +157,6 @@ static double clock_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
-}
 
 /* --ppl: the mean loss of the model on a text, in sliding windows. The tokens are
  * <|endoftext|> followed by the text's, so every token of the text is predicted. A window holds
@@ -205,38 +209,127 @@ static void perplexity(gpt2_model *model, const char *path, const char *text, si
     free(logits);
 }
 
-/* --bench: prefill a prompt of n_prompt tokens, then decode n_decode tokens greedily. */
-static void bench(gpt2_model *model, const char *path, const int *prompt, int n_prompt, int n_decode, int threads) {
+/* The CPU's name, for the bench's first line. */
+static void cpu_name(char *out, size_t n) {
+    snprintf(out, n, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (colon && (!strncmp(line, "model name", 10) || !strncmp(line, "Model", 5))) {
+            snprintf(out, n, "%s", colon + 2);
+            out[strcspn(out, "\n")] = 0;
+            break;
+        }
+    }
+    if (f) fclose(f);
+}
+
+typedef struct {
+    int threads;
+    double prefill128, prefill512, decode, decode512, decode_gbps, machine_gbps, rss_mb;  /* NAN: not measured */
+} BenchResult;
+
+/* tokens/s of prefilling n arbitrary tokens into an empty context */
+static double bench_prefill(gpt2_context *ctx, const int *tokens, int n) {
+    gpt2_context_rewind(ctx, 0);
+    double t0 = clock_ms();
+    if (!gpt2_forward(ctx, tokens, n, NULL)) return NAN;
+    return n / ((clock_ms() - t0) / 1e3);
+}
+
+/* tokens/s of drawing n tokens greedily after what ctx holds */
+static double bench_decode(gpt2_context *ctx, gpt2_sampler *greedy, int n) {
+    gpt2_next(ctx, greedy, 0, NULL);  /* (the first: its forward pass was the prefill's) */
+    double t0 = clock_ms();
+    for (int i = 0; i < n; i++)
+        if (gpt2_next(ctx, greedy, 0, NULL) < 0) return NAN;
+    return n / ((clock_ms() - t0) / 1e3);
+}
+
+/* --bench with `threads` threads: prefill 128 and 512 tokens, decode 128 tokens after one, and
+ * 64 after 512; the decode's weight traffic beside what the machine can read. */
+static BenchResult bench(gpt2_model *model, int threads) {
     const gpt2_config *c = gpt2_model_config(model);
-    if (n_prompt + n_decode > c->n_ctx) n_decode = c->n_ctx - n_prompt;
+    BenchResult r = {threads, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    const int n_ctx = c->n_ctx < 640 ? c->n_ctx : 640;
     char err[GPT2_ERR_MAX];
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_prompt + n_decode, .n_threads = threads}, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_ctx, .n_threads = threads}, err, sizeof err);
     gpt2_sampler *greedy = gpt2_sampler_new(model, &(gpt2_sampling){0}, err, sizeof err);
     if (!ctx || !greedy) die("%s", err);
-    gpt2_forward(ctx, prompt, 1, NULL);  /* warm-up: fault the mapped weights in */
-    gpt2_context_rewind(ctx, 0);
-    gpt2_stats st;
-    gpt2_generate(ctx, greedy, prompt, n_prompt, n_decode, 1, NULL, NULL, &st);
-    printf("model    %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM parameters, %.1f MB (%s, format v%d)\n",
-           path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6,
-           gpt2_model_file_size(model) / 1e6, gpt2_dtype_name(gpt2_model_dtype(model)), gpt2_model_version(model));
-    printf("machine  %d threads (%d cores available), %s kernels\n", gpt2_context_threads(ctx), gpt2_available_cores(),
-           gpt2_kernel_name());
-    printf("load     %.3f ms\n", gpt2_model_load_ms(model));
-    printf("prefill  %d tokens in %.1f ms: %.1f tok/s\n", st.n_prompt, st.prefill_ms, st.n_prompt / (st.prefill_ms / 1e3));
-    printf("decode   %d tokens in %.1f ms: %.2f tok/s (%.2f ms/token)\n", st.n_generated, st.decode_ms,
-           st.n_generated / (st.decode_ms / 1e3), st.decode_ms / (st.n_generated ? st.n_generated : 1));
-    printf("memory   peak RSS %.1f MB, of which KV cache %.1f MB (weights are mapped, counted as touched)\n", peak_rss_mb(),
-           gpt2_context_kv_bytes(ctx) / 1e6);
+    r.threads = gpt2_context_threads(ctx);
+    int tokens[640];
+    for (int i = 0; i < 640; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
+    bench_prefill(ctx, tokens, n_ctx < 64 ? n_ctx : 64);  /* warm-up: fault the mapped weights in */
+    if (n_ctx >= 128) r.prefill128 = bench_prefill(ctx, tokens, 128);
+    const int n_decode = n_ctx - 2 < 128 ? n_ctx - 2 : 128;
+    bench_prefill(ctx, tokens, 1);
+    r.decode = bench_decode(ctx, greedy, n_decode);
+    if (n_ctx >= 640) {
+        r.prefill512 = bench_prefill(ctx, tokens, 512);
+        r.decode512 = bench_decode(ctx, greedy, 64);
+    }
+    r.decode_gbps = r.decode * (double)gpt2_decode_bytes(model) / 1e9;
+    r.machine_gbps = gpt2_memory_bandwidth(model, threads);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r.rss_mb = ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
     gpt2_sampler_free(greedy);
     gpt2_context_free(ctx);
+    return r;
+}
+
+static void json_number(const char *key, double v, bool last) {
+    if (isfinite(v)) printf("\"%s\": %.2f%s", key, v, last ? "" : ", ");
+    else printf("\"%s\": null%s", key, last ? "" : ", ");
+}
+
+static void print_bench(gpt2_model *model, const char *path, int threads, bool json) {
+    const gpt2_config *c = gpt2_model_config(model);
+    const char *dtype = gpt2_dtype_name(gpt2_model_dtype(model));
+    int counts[2] = {1, gpt2_available_cores()}, n_counts = counts[1] > 1 ? 2 : 1;
+    if (threads) counts[0] = threads, n_counts = 1;
+    if (!json) {
+        char cpu[160];
+        cpu_name(cpu, sizeof cpu);
+        printf("model    %s: %d layers, %d heads, %d channels, context %d, vocabulary %d, %.1fM parameters, %s, %.1f MB\n", path,
+               c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6, dtype,
+               gpt2_model_file_size(model) / 1e6);
+        printf("machine  %s, %d cores available, %s kernels\n", cpu, gpt2_available_cores(), gpt2_kernel_name());
+        printf("load     %.2f ms (the mapping and the tokenizer's tables)\n", gpt2_model_load_ms(model));
+        printf("%-9s%12s%12s%12s%12s%19s%11s\n", "threads", "prefill 128", "prefill 512", "decode", "decode@512", "decode GB/s", "peak RSS");
+    }
+    for (int k = 0; k < n_counts; k++) {
+        BenchResult r = bench(model, counts[k]);
+        if (json) {
+            printf("{\"threads\": %d, \"dtype\": \"%s\", \"kernels\": \"%s\", ", r.threads, dtype, gpt2_kernel_name());
+            json_number("load_ms", gpt2_model_load_ms(model), false);
+            json_number("prefill128_tps", r.prefill128, false);
+            json_number("prefill512_tps", r.prefill512, false);
+            json_number("decode_tps", r.decode, false);
+            json_number("decode512_tps", r.decode512, false);
+            json_number("peak_rss_mb", r.rss_mb, false);
+            json_number("decode_gbps", r.decode_gbps, false);
+            json_number("machine_gbps", r.machine_gbps, true);
+            printf("}\n");
+        } else {
+            char cells[4][16], gb[32];
+            const double v[4] = {r.prefill128, r.prefill512, r.decode, r.decode512};
+            for (int i = 0; i < 4; i++) snprintf(cells[i], sizeof cells[i], isfinite(v[i]) ? "%.1f" : "-", v[i]);
+            snprintf(gb, sizeof gb, "%.1f of %.1f (%.0f%%)", r.decode_gbps, r.machine_gbps, 100 * r.decode_gbps / r.machine_gbps);
+            printf("%-9d%12s%12s%12s%12s%19s%8.0f MB\n", r.threads, cells[0], cells[1], cells[2], cells[3], gb, r.rss_mb);
+        }
+        fflush(stdout);
+    }
+    if (!json) printf("(tokens/s; decode GB/s: the weights a token reads x tokens/s, beside the rate all threads read them at)\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *prompt_arg = NULL, *prompt_file = NULL, *ids_arg = NULL, *logits_path = NULL,
-               *tokenize_path = NULL, *ppl_path = NULL;
-    int n_predict = 256, threads = 0, window = 0;
-    bool seed_given = false, ignore_eot = false, allow_special = false, quiet = false, run_bench = false, n_given = false;
+               *tokenize_path = NULL, *ppl_path = NULL, *host = "127.0.0.1";
+    int n_predict = 256, threads = 0, window = 0, port = 8080, parallel = 8, timeout = 10;
+    bool serve = false;
+    bool seed_given = false, ignore_eot = false, allow_special = false, quiet = false, run_bench = false, json = false;
     gpt2_sampling sp = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.0f};
 
     bool options_done = false;
@@ -254,6 +347,8 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--allow-special")) { allow_special = true; continue; }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = true; continue; }
         if (!strcmp(a, "--bench")) { run_bench = true; continue; }
+        if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!strcmp(a, "--serve")) { serve = true; continue; }
         /* the rest take a value: "-n 5", "--n-predict 5" or "--n-predict=5" */
         const char *eq = strncmp(a, "--", 2) ? NULL : strchr(a, '=');
         size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
@@ -261,13 +356,14 @@ int main(int argc, char **argv) {
 #define IS(flag) (strlen(flag) == name_len && !strncmp(a, flag, name_len))
         if (!(IS("-n") || IS("--n-predict") || IS("-t") || IS("--temp") || IS("-k") || IS("--top-k") || IS("-p") ||
               IS("--top-p") || IS("--min-p") || IS("-s") || IS("--seed") || IS("--threads") || IS("-f") ||
-              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize") || IS("--ppl") || IS("--ctx")))
+              IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize") || IS("--ppl") || IS("--ctx") || IS("--host") ||
+              IS("--port") || IS("--parallel") || IS("--timeout")))
             die("unknown option '%s' (see --help)", a);
         if (!v) {
             if (i + 1 >= argc) die("%s needs a value", a);
             v = argv[++i];
         }
-        if (IS("-n") || IS("--n-predict")) { n_predict = (int)parse_long(a, v, 0, 1 << 30); n_given = true; }
+        if (IS("-n") || IS("--n-predict")) n_predict = (int)parse_long(a, v, 0, 1 << 30);
         else if (IS("-t") || IS("--temp")) sp.temperature = parse_float(a, v, 0.0f, 1e6f);
         else if (IS("-k") || IS("--top-k")) sp.top_k = (int)parse_long(a, v, 0, 1 << 30);
         else if (IS("-p") || IS("--top-p")) sp.top_p = parse_float(a, v, 0.0f, 1.0f);
@@ -280,6 +376,10 @@ int main(int argc, char **argv) {
         else if (IS("--tokenize")) tokenize_path = v;
         else if (IS("--ppl")) ppl_path = v;
         else if (IS("--ctx")) window = (int)parse_long(a, v, 2, 1 << 20);
+        else if (IS("--host")) host = v;
+        else if (IS("--port")) port = (int)parse_long(a, v, 0, 65535);
+        else if (IS("--parallel")) parallel = (int)parse_long(a, v, 1, 256);
+        else if (IS("--timeout")) timeout = (int)parse_long(a, v, 1, 3600);
 #undef IS
     }
     if (!model_path) { usage(stderr); return 2; }
@@ -293,6 +393,17 @@ int main(int argc, char **argv) {
     const gpt2_config *c = gpt2_model_config(model);
 
     if (window > c->n_ctx) die("--ctx %d is longer than the model's context of %d positions", window, c->n_ctx);
+    if (serve) {
+        if (prompt_arg || prompt_file || ids_arg || ppl_path || tokenize_path || run_bench) die("--serve takes no prompt or other mode");
+        const char *base = strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
+        char name[256];
+        snprintf(name, sizeof name, "%s", base);
+        size_t n = strlen(name);
+        if (n > 4 && !strcmp(name + n - 4, ".bin")) name[n - 4] = 0;
+        int status = gpt2_serve(model, &(gpt2_serve_options){host, port, parallel, threads, name, quiet, timeout * 1000});
+        gpt2_free(model);
+        return status;
+    }
     if (ppl_path) {
         if (prompt_arg || prompt_file || ids_arg) die("--ppl reads its text from FILE; give no prompt");
         size_t len;
@@ -341,18 +452,14 @@ int main(int argc, char **argv) {
     }
 
     if (run_bench) {
-        if (!prompt_arg && !prompt_file && !ids_arg) {  /* no prompt given: 128 arbitrary tokens */
-            n_tokens = c->n_ctx < 256 ? c->n_ctx / 2 : 128;
-            int *ids = realloc(tokens, (size_t)n_tokens * sizeof *ids);
-            if (!ids) die("out of memory");
-            tokens = ids;
-            for (int i = 0; i < n_tokens; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
-        }
-        bench(model, model_path, tokens, n_tokens, n_given ? n_predict : 128, threads);
+        print_bench(model, model_path, threads, json);
         free(tokens); free(text); gpt2_free(model);
         return 0;
     }
+    if (json) die("--json goes with --bench");
 
+    FILE *logits_file = NULL;  /* opened before any work, so that a bad path fails at once */
+    if (logits_path && !(logits_file = fopen(logits_path, "wb"))) die("%s: %s", logits_path, strerror(errno));
     int ctx_size = n_tokens + n_predict < c->n_ctx ? n_tokens + n_predict : c->n_ctx;
     gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads}, err, sizeof err);
     if (!ctx) die("%s", err);
@@ -362,9 +469,7 @@ int main(int argc, char **argv) {
         float *logits = malloc(count * sizeof *logits);
         if (!logits) die("out of memory for %d x %d logits", n_tokens, c->vocab_size);
         gpt2_forward(ctx, tokens, n_tokens, logits);
-        FILE *f = fopen(logits_path, "wb");
-        if (!f) die("%s: %s", logits_path, strerror(errno));
-        if (fwrite(logits, sizeof *logits, count, f) != count || fclose(f) != 0) die("%s: write failed", logits_path);
+        if (fwrite(logits, sizeof *logits, count, logits_file) != count || fclose(logits_file) != 0) die("%s: write failed", logits_path);
         free(logits);
         gpt2_context_rewind(ctx, 0);
         if (n_predict == 0) {

@@ -293,7 +293,7 @@ typedef struct {
     float *logits;                   /* (N, V), softmax probabilities after the forward pass */
     float *losses;                   /* (N) */
     /* scratch, and the gradients of activations (reused from layer to layer) */
-    float *scratch;                  /* a matmul's transposed input */
+    MatmulScratch mm;                /* the matmuls' work space */
     float *keys;                     /* (C, S) one sequence's keys, transposed for attention */
     float *scores;                   /* (threads, S) */
     float *dx;                       /* (N, C) gradient of the residual stream */
@@ -326,7 +326,7 @@ static void trainer_init(Trainer *tr, const gpt2_config *c, int threads) {
     tr->config = *c;
     int n = gpt2_tensor_count(c);
     tr->table = xmalloc((size_t)n * sizeof *tr->table);
-    uint64_t bytes = layout_tensors(c, GPT2_F32, 0, tr->table);
+    uint64_t bytes = layout_tensors(c, (gpt2_weight_types){GPT2_F32, GPT2_F32}, 0, tr->table);
     tr->n_floats = (size_t)bytes / sizeof(float);
     tr->params = xcalloc(tr->n_floats, sizeof(float));  /* zero: the alignment gaps stay 0 */
     tr->grads = xcalloc(tr->n_floats, sizeof(float));
@@ -396,7 +396,7 @@ static void activations_init(Trainer *tr, int B, int T) {
     }
     a->x_final = xmalloc(N * C * 4), a->lnf = xmalloc(N * C * 4), a->lnf_mean = xmalloc(N * 4), a->lnf_rstd = xmalloc(N * 4);
     a->logits = xmalloc(N * V * 4), a->losses = xmalloc(N * 4);
-    a->scratch = xmalloc(matmul_scratch_floats((int)N, 4 * c->n_embd) * 4);
+    if (!matmul_scratch_init(&a->mm, threads, 4 * c->n_embd)) die("out of memory");
     a->keys = xmalloc(C * a->S * 4), a->scores = xmalloc((size_t)threads * a->S * 4);
     a->dx = xmalloc(N * C * 4), a->dln = xmalloc(N * C * 4), a->dattn = xmalloc(N * C * 4);
     a->dqkv = xmalloc(N * 3 * C * 4), a->dfc = xmalloc(N * 4 * C * 4), a->dfc_gelu = xmalloc(N * 4 * C * 4);
@@ -411,7 +411,8 @@ static void activations_free(Trainer *tr) {
         free(s->probs), free(s->ln2), free(s->ln2_mean), free(s->ln2_rstd), free(s->fc), free(s->fc_gelu);
     }
     free(a->layers), free(a->x_final), free(a->lnf), free(a->lnf_mean), free(a->lnf_rstd), free(a->logits), free(a->losses);
-    free(a->scratch), free(a->keys), free(a->scores), free(a->dx), free(a->dln), free(a->dattn), free(a->dqkv);
+    matmul_scratch_free(&a->mm);
+    free(a->keys), free(a->scores), free(a->dx), free(a->dln), free(a->dattn), free(a->dqkv);
     free(a->dfc), free(a->dfc_gelu), free(a->vt), free(a->ds);
     memset(a, 0, sizeof *a);
 }
@@ -470,11 +471,11 @@ static void residual_add(Trainer *tr, float *out, const float *x, const float *i
     const size_t n = (size_t)tr->act.B * tr->act.T * w->rows;
     memcpy(out, x, n * sizeof(float));
     if (!drop || drop->rate <= 0) {
-        matmul(tr->pool, tr->act.scratch, out, in, w, bias, tr->act.B * tr->act.T, ACCUMULATE);
+        matmul(tr->pool, &tr->act.mm, out, in, w, bias, tr->act.B * tr->act.T, ACCUMULATE);
         return;
     }
     float *y = tr->act.dattn;  /* free during the forward pass */
-    matmul(tr->pool, tr->act.scratch, y, in, w, bias, tr->act.B * tr->act.T, STORE);
+    matmul(tr->pool, &tr->act.mm, y, in, w, bias, tr->act.B * tr->act.T, STORE);
     dropout_apply(y, n, drop, site);
     for (size_t i = 0; i < n; i++) out[i] += y[i];
 }
@@ -488,7 +489,7 @@ static float train_forward(Trainer *tr, const int *inputs, const int *targets, c
     gpt2_pool *pool = tr->pool;
 
     const bool dropout = drop && drop->rate > 0;
-    for (int b = 0; b < B; b++) embed(a->layers[0].x + (size_t)b * T * C, &w->wte, &w->wpe, inputs + b * T, 0, T);
+    for (int b = 0; b < B; b++) embed(a->layers[0].x + (size_t)b * T * C, &w->wte, &w->wpe, inputs + b * T, 0, T, a->lnf);
     if (dropout) dropout_apply(a->layers[0].x, (size_t)N * C, drop, 0);
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
@@ -496,7 +497,7 @@ static float train_forward(Trainer *tr, const int *inputs, const int *targets, c
         float *x_out = l + 1 < c->n_layer ? a->layers[l + 1].x : a->x_final;
         /* attention: x_mid = x + proj(attention(ln_1(x))) */
         layernorm(s->ln1, s->x, lw->ln1_w, lw->ln1_b, N, C, c->ln_eps, s->ln1_mean, s->ln1_rstd);
-        matmul(pool, a->scratch, s->qkv, s->ln1, &lw->qkv_w, lw->qkv_b, N, STORE);
+        matmul(pool, &a->mm, s->qkv, s->ln1, &lw->qkv_w, lw->qkv_b, N, STORE);
         for (int b = 0; b < B; b++) {
             const float *qkv = s->qkv + (size_t)b * T * 3 * C;
             for (int i = 0; i < C; i++)  /* this sequence's keys, transposed */
@@ -509,12 +510,12 @@ static float train_forward(Trainer *tr, const int *inputs, const int *targets, c
         residual_add(tr, s->x_mid, s->x, s->attn, &lw->attn_proj_w, lw->attn_proj_b, drop, 1 + 2 * l);
         /* MLP: x_out = x_mid + proj(gelu(fc(ln_2(x_mid)))) */
         layernorm(s->ln2, s->x_mid, lw->ln2_w, lw->ln2_b, N, C, c->ln_eps, s->ln2_mean, s->ln2_rstd);
-        matmul(pool, a->scratch, s->fc, s->ln2, &lw->fc_w, lw->fc_b, N, STORE);
+        matmul(pool, &a->mm, s->fc, s->ln2, &lw->fc_w, lw->fc_b, N, STORE);
         gelu(s->fc_gelu, s->fc, (size_t)N * 4 * C);
         residual_add(tr, x_out, s->x_mid, s->fc_gelu, &lw->fc_proj_w, lw->fc_proj_b, drop, 2 + 2 * l);
     }
     layernorm(a->lnf, a->x_final, w->lnf_w, w->lnf_b, N, C, c->ln_eps, a->lnf_mean, a->lnf_rstd);
-    matmul(pool, a->scratch, a->logits, a->lnf, &w->wte, NULL, N, STORE);
+    matmul(pool, &a->mm, a->logits, a->lnf, &w->wte, NULL, N, STORE);
     CrossEntropy ce = {a->logits, a->losses, targets, c->vocab_size, N};
     pool_run(pool, cross_entropy_task, &ce, N, pool_chunk(pool, N, 1));
     double loss = 0;

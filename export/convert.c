@@ -1,6 +1,8 @@
-/* convert.c — turns a HuggingFace GPT-2 checkpoint into a gpt2.c model file.
+/* convert.c — turns a HuggingFace GPT-2 checkpoint into a gpt2.c model file, or a model file
+ * into another weight type.
  *
- *     export/convert HF_DIR OUT.bin
+ *     export/convert [--dtype f32|f16|bf16|q8_0|q4_0] HF_DIR OUT.bin
+ *     export/convert --dtype q8_0 IN.bin OUT.bin
  *
  * HF_DIR is a checkpoint directory as the hub serves it (export/download.sh fetches one):
  *   config.json        n_layer, n_head, n_embd, n_positions, vocab_size, ...
@@ -8,8 +10,10 @@
  *                      shape and data_offsets (relative to the end of the header), the data
  *   vocab.json         token (in GPT-2's printable byte form) → id
  *   merges.txt         BPE merges "left right", one per line, by rank
- * OUT.bin is the format of docs/FORMAT.md with f32 weights, whatever the source dtype (F32,
- * F16 or BF16), written through gpt2.c's gpt2_writer_*.
+ * OUT.bin is the format of docs/FORMAT.md, written through gpt2.c's gpt2_writer_*, with the
+ * weights in --dtype (default f32), whatever the source dtype (F32, F16 or BF16): the writer
+ * converts (gpt2_default_types: q4_0 keeps the embeddings and LM head in q8_0). Given one of our
+ * own model files instead of a directory, it writes the same model in another type.
  *
  * Everything read is untrusted: every size and offset is checked in 64 bits before it is
  * used, and any problem ends the conversion with one line on stderr, exit status 1 and no
@@ -1000,7 +1004,7 @@ static void transpose(const float *src, size_t in, size_t out, float *dst) {
 }
 
 /* Converts and writes the tensors in table order, one at a time. */
-static int write_model(const char *out_path, const gpt2_config *config, const gpt2_vocab *vocab,
+static int write_model(const char *out_path, const gpt2_config *config, const gpt2_vocab *vocab, const gpt2_weight_types *types,
                        const safetensors *st, const planned_tensor *plan, int n, char *err) {
     size_t max_count = 0, max_transposed = 0;
     for (int i = 0; i < n; i++) {
@@ -1019,7 +1023,7 @@ static int write_model(const char *out_path, const gpt2_config *config, const gp
         goto done;
     }
     /* (the writer's messages name the file) */
-    w = gpt2_writer_open(out_path, config, vocab, msg, sizeof msg);
+    w = gpt2_writer_open_typed(out_path, config, vocab, types, msg, sizeof msg);
     if (!w) {
         status = fail(err, "%s", msg);
         goto done;
@@ -1050,7 +1054,7 @@ done:
     return status;
 }
 
-static int convert(const char *hf_dir, const char *out_path, char *err) {
+static int convert(const char *hf_dir, const char *out_path, const gpt2_weight_types *types, char *err) {
     hf_config config;
     tokenizer tok;
     safetensors st;
@@ -1087,7 +1091,7 @@ static int convert(const char *hf_dir, const char *out_path, char *err) {
         .n_special = tok.n_special,
         .special = tok.special,
     };
-    if (write_model(out_path, &config.model, &vocab, &st, plan, n, err) < 0) goto done;
+    if (write_model(out_path, &config.model, &vocab, types, &st, plan, n, err) < 0) goto done;
 
     /* (the writer had gpt2_load check the file before it replaced anything) */
     struct stat written;
@@ -1096,9 +1100,9 @@ static int convert(const char *hf_dir, const char *out_path, char *err) {
     const gpt2_config *c = &config.model;
     double n_params = 0;
     for (int i = 0; i < n; i++) n_params += (double)plan[i].rows * plan[i].cols;
-    fprintf(stderr, "wrote %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM params, %.*f MB\n",
+    fprintf(stderr, "wrote %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM params, %s, %.*f MB\n",
             out_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, n_params / 1e6,
-            megabytes < 100 ? 1 : 0, megabytes);
+            gpt2_dtype_name(types->matrices), megabytes < 100 ? 1 : 0, megabytes);
     status = 0;
 done:
     free(plan);
@@ -1107,24 +1111,69 @@ done:
     return status;
 }
 
+/* ---- one of our model files, in another type ---------------------------------------------- */
+
+static int retype(const char *in_path, const char *out_path, const gpt2_weight_types *types, char *err) {
+    char msg[GPT2_ERR_MAX];
+    gpt2_model *m = gpt2_load(in_path, msg, sizeof msg);
+    if (!m) return fail(err, "%s", msg);
+    const gpt2_config *c = gpt2_model_config(m);
+    gpt2_vocab vocab;
+    gpt2_model_vocab(m, &vocab);
+    size_t largest = 0;
+    for (int i = 0; i < gpt2_tensor_count(c); i++) {
+        int rows, cols;
+        gpt2_tensor_info(c, i, NULL, 0, &rows, &cols);
+        if ((size_t)rows * cols > largest) largest = (size_t)rows * cols;
+    }
+    float *values = malloc(largest * sizeof *values);
+    int status = -1;
+    gpt2_writer *w = values ? gpt2_writer_open_typed(out_path, c, &vocab, types, msg, sizeof msg) : NULL;
+    if (!values) fail(err, "out of memory for a %zu-value tensor", largest);
+    else if (!w) fail(err, "%s", msg);
+    for (int i = 0; w && i < gpt2_tensor_count(c); i++) {
+        gpt2_tensor_read(m, i, values, NULL);
+        if (gpt2_writer_tensor(w, values, msg, sizeof msg)) {
+            gpt2_writer_abort(w);
+            w = NULL;
+            fail(err, "%s", msg);
+        }
+    }
+    if (w && gpt2_writer_close(w, msg, sizeof msg)) fail(err, "%s", msg);
+    else if (w) {
+        struct stat written;
+        double in_mb = gpt2_model_file_size(m) / 1e6, out_mb = stat(out_path, &written) == 0 ? written.st_size / 1e6 : 0.0;
+        fprintf(stderr, "wrote %s: %s weights (embeddings %s), %.1f MB from %.1f MB\n", out_path, gpt2_dtype_name(types->matrices),
+                gpt2_dtype_name(types->embeddings), out_mb, in_mb);
+        status = 0;
+    }
+    free(values);
+    gpt2_free(m);
+    return status;
+}
+
 /* ---- command line ---------------------------------------------------------------------- */
 
 static const char USAGE[] =
-    "usage: export/convert HF_DIR OUT.bin\n"
+    "usage: export/convert [--dtype TYPE] HF_DIR OUT.bin\n"
+    "       export/convert --dtype TYPE IN.bin OUT.bin\n"
     "\n"
     "Converts a HuggingFace GPT-2 checkpoint (gpt2, gpt2-medium, -large, -xl, distilgpt2 or a\n"
-    "fine-tune of one) into a gpt2.c model file with f32 weights.\n"
+    "fine-tune of one) into a gpt2.c model file; or one gpt2.c model file into another weight type.\n"
     "\n"
     "HF_DIR must hold config.json, model.safetensors (F32, F16 or BF16), vocab.json and\n"
     "merges.txt; export/download.sh NAME fetches them. OUT.bin is written only if the whole\n"
     "conversion succeeds.\n"
     "\n"
     "options:\n"
-    "  -h, --help   show this help\n";
+    "  --dtype TYPE  the weights' type: f32 (default), f16, bf16, q8_0 or q4_0 (q4_0 keeps the token\n"
+    "                embeddings, which are also the LM head, in q8_0); biases and layer norms stay f32\n"
+    "  -h, --help    show this help\n";
 
 int main(int argc, char **argv) {
     const char *args[2];
     int n_args = 0, options_done = 0;
+    gpt2_dtype dtype = GPT2_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!options_done && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
@@ -1133,22 +1182,35 @@ int main(int argc, char **argv) {
         }
         if (!options_done && strcmp(a, "--") == 0) {
             options_done = 1;
+        } else if (!options_done && (strcmp(a, "--dtype") == 0 || strncmp(a, "--dtype=", 8) == 0)) {
+            const char *v = a[7] == '=' ? a + 8 : i + 1 < argc ? argv[++i] : NULL;
+            int found = -1;
+            for (int k = 0; v && k < GPT2_N_DTYPES; k++)
+                if (strcmp(v, gpt2_dtype_name((gpt2_dtype)k)) == 0) found = k;
+            if (found < 0) {
+                fprintf(stderr, "convert: --dtype expects f32, f16, bf16, q8_0 or q4_0%s%s\n", v ? ", got " : "", v ? v : "");
+                return 2;
+            }
+            dtype = (gpt2_dtype)found;
         } else if (!options_done && a[0] == '-' && a[1] != 0) {
             fprintf(stderr, "convert: unknown option %s (see --help)\n", a);
             return 2;
         } else if (n_args == 2) {
-            fprintf(stderr, "convert: too many arguments (usage: export/convert HF_DIR OUT.bin)\n");
+            fprintf(stderr, "convert: too many arguments (usage: export/convert [--dtype TYPE] HF_DIR OUT.bin)\n");
             return 2;
         } else {
             args[n_args++] = a;
         }
     }
     if (n_args != 2) {
-        fprintf(stderr, "convert: expected HF_DIR and OUT.bin (usage: export/convert HF_DIR OUT.bin)\n");
+        fprintf(stderr, "convert: expected HF_DIR (or IN.bin) and OUT.bin (usage: export/convert [--dtype TYPE] HF_DIR OUT.bin)\n");
         return 2;
     }
     char err[ERR_SIZE];
-    if (convert(args[0], args[1], err) < 0) {
+    const gpt2_weight_types types = gpt2_default_types(dtype);
+    struct stat in;
+    const int is_file = stat(args[0], &in) == 0 && S_ISREG(in.st_mode);
+    if ((is_file ? retype(args[0], args[1], &types, err) : convert(args[0], args[1], &types, err)) < 0) {
         fprintf(stderr, "convert: %s\n", err);
         return 1;
     }

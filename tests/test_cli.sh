@@ -164,8 +164,21 @@ grep -q "context is full" "$tmp/err" || fail "context full: note on stderr: $(ca
 printf 'Hello world' >"$tmp/hw.txt"
 expect_ok "--tokenize" "$model" --tokenize "$tmp/hw.txt"
 [ "$(cat "$tmp/out")" = "15496 995" ] || fail "--tokenize 'Hello world': got '$(cat "$tmp/out")'"
-expect_ok "--bench" "$model" --bench -n 8
-grep -q "^prefill" "$tmp/out" && grep -q "^decode" "$tmp/out" && grep -q "^load" "$tmp/out" || fail "--bench output: $(cat "$tmp/out")"
+expect_ok "--bench" "$model" --bench --threads 1
+grep -q "^load" "$tmp/out" && grep -q "prefill 128" "$tmp/out" && grep -qE "^1 +[-0-9. ]+ [0-9.]+ of [0-9.]+ \(" "$tmp/out" ||
+    fail "--bench output: $(cat "$tmp/out")"
+expect_ok "--bench --json" "$model" --bench --json
+n_lines=$(wc -l <"$tmp/out")
+[ "$n_lines" -ge 1 ] && [ "$n_lines" -le 2 ] || fail "--bench --json: $n_lines lines"
+for key in threads dtype load_ms prefill128_tps prefill512_tps decode_tps decode512_tps peak_rss_mb decode_gbps machine_gbps; do
+    [ "$(grep -c "\"$key\": " "$tmp/out")" -eq "$n_lines" ] || fail "--bench --json: no \"$key\" on every line: $(cat "$tmp/out")"
+done
+grep -q '"dtype": "f32"' "$tmp/out" || fail "--bench --json: dtype"
+if command -v node >/dev/null; then
+    node -e 'for (const l of require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")) JSON.parse(l)' "$tmp/out" ||
+        fail "--bench --json is not JSON lines"
+fi
+expect_error "--json without --bench" "$model" "hi" --json
 
 if [ "$failures" -ne 0 ]; then echo "test_cli: $failures of $checks checks failed ($gpt2)"; exit 1; fi
 echo "test_cli: ok, $checks checks ($gpt2)"

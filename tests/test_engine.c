@@ -147,17 +147,39 @@ static float compare_logits(const Fixture *f, int s, const float *logits, const 
     return worst;
 }
 
+static void test_kernels(Fixture *fix, int n_fix, const char *kernels);
+
 int main(int argc, char **argv) {
     if (argc < 3 || argc % 2 == 0) { fprintf(stderr, "usage: test_engine FIXTURE_DIR MODEL.bin [...]\n"); return 2; }
     int n_fix = (argc - 1) / 2;
     Fixture *fix = calloc((size_t)n_fix, sizeof *fix);
     for (int i = 0; i < n_fix; i++) load_fixture(&fix[i], argv[1 + 2 * i], argv[2 + 2 * i]);
 
+    /* every kernel set this build has and this CPU runs (or the one KERNELS names) */
+    char sets[64];
+    snprintf(sets, sizeof sets, "%s", getenv("KERNELS") ? getenv("KERNELS") : gpt2_kernels_available());
+    for (char *kernels = strtok(sets, " "); kernels; kernels = strtok(NULL, " ")) {
+        if (!choose_kernels(kernels, NULL, 0)) { printf("skipped: %s kernels (this CPU lacks them)\n", kernels); continue; }
+        test_kernels(fix, n_fix, kernels);
+    }
+
+    for (int i = 0; i < n_fix; i++) {
+        for (int s = 0; s < fix[i].n_seq; s++) { free(fix[i].seq[s]); free(fix[i].argmax[s]); }
+        free(fix[i].logits_last); free(fix[i].logits_cols); free(fix[i].hidden); free(fix[i].logits_full);
+        gpt2_free(fix[i].model);
+    }
+    free(fix);
+    if (failures) { printf("test_engine: %d failures\n", failures); return 1; }
+    printf("test_engine: ok\n");
+    return 0;
+}
+
+static void test_kernels(Fixture *fix, int n_fix, const char *kernels) {
     char err[GPT2_ERR_MAX];
     gpt2_context **ctx = calloc((size_t)n_fix, sizeof *ctx);
     for (int i = 0; i < n_fix; i++) {
-        ctx[i] = gpt2_context_new(fix[i].model, &(gpt2_context_params){.n_ctx = 0, .n_threads = 2}, err, sizeof err);
-        if (!ctx[i]) { printf("FAIL %s\n", err); return 1; }
+        ctx[i] = gpt2_context_new(fix[i].model, &(gpt2_context_params){.n_threads = 2, .kernels = kernels}, err, sizeof err);
+        if (!ctx[i]) { printf("FAIL %s\n", err); exit(1); }
     }
 
     for (int i = 0; i < n_fix; i++) {
@@ -200,7 +222,8 @@ int main(int argc, char **argv) {
             /* 3. thread counts change nothing, nor does cutting the prompt into batches that
              *    all use the batched kernel */
             for (int threads = 1; threads <= 4; threads++) {
-                gpt2_context *other = gpt2_context_new(f->model, &(gpt2_context_params){.n_ctx = T, .n_threads = threads}, err, sizeof err);
+                gpt2_context *other = gpt2_context_new(f->model, &(gpt2_context_params){.n_ctx = T, .n_threads = threads, .kernels = kernels},
+                                                       err, sizeof err);
                 float *out = malloc((size_t)T * V * sizeof(float));
                 gpt2_forward(other, f->seq[s], T, out);
                 CHECK(!memcmp(batch, out, (size_t)T * V * sizeof(float)), "%s seq %d: %d threads: logits differ", f->dir, s, threads);
@@ -222,7 +245,7 @@ int main(int argc, char **argv) {
         CHECK(worst_between <= 5e-5f, "%s: batch and token-by-token logits differ by %g", f->dir, worst_between);
         printf("%-24s %d sequences: max abs diff vs reference: batch %.2e, token by token %.2e, hidden %.2e; "
                "batch vs token by token %.1e (%s kernels)\n",
-               f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, worst_between, SIMD_NAME);
+               f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, worst_between, kernels);
     }
 
     /* 4. the context refuses what does not fit and changes nothing when it does */
@@ -240,15 +263,6 @@ int main(int argc, char **argv) {
         gpt2_context_free(small);
     }
 
-    for (int i = 0; i < n_fix; i++) {
-        gpt2_context_free(ctx[i]);
-        for (int s = 0; s < fix[i].n_seq; s++) { free(fix[i].seq[s]); free(fix[i].argmax[s]); }
-        free(fix[i].logits_last); free(fix[i].logits_cols); free(fix[i].hidden); free(fix[i].logits_full);
-        gpt2_free(fix[i].model);
-    }
+    for (int i = 0; i < n_fix; i++) gpt2_context_free(ctx[i]);
     free(ctx);
-    free(fix);
-    if (failures) { printf("test_engine: %d failures\n", failures); return 1; }
-    printf("test_engine: ok\n");
-    return 0;
 }

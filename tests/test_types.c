@@ -1,0 +1,285 @@
+/* Weight types: the conversions, and the models they make against the f32 reference.
+ *
+ *   test_types FIXTURE_DIR MODEL.bin [FIXTURE_DIR MODEL.bin ...] SCRATCH_DIR
+ *
+ * - f16: every one of the 65536 halves widens and narrows back to itself; narrowing rounds to
+ *   nearest even (checked against the compiler's _Float16 where it has one, and against the
+ *   definition); bf16 likewise against the definition;
+ * - q8_0 and q4_0: quantize → dequantize stays within half a step of each block's grid (a
+ *   grid value comes back exactly), rows whose length is not a multiple of 32 included;
+ * - for each fixture, the model written in each type (through the writer, from the f32 file):
+ *   logits at every position, in batch and token by token, with every kernel set, against the
+ *   nanoGPT references (per-type bounds printed), and every kernel set against the plain-C
+ *   one for the same type and path;
+ * - damaged quantized files are refused. */
+#include "../gpt2.c"
+#include "../export/json.h"
+
+static int failures;
+#define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); failures++; } } while (0)
+
+/* ---- the numbers ---------------------------------------------------------------------------- */
+
+static void test_halves(void) {
+    int exact = 0, nan_ok = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = f16_to_f32((uint16_t)h);
+        uint16_t back = f32_to_f16(f);
+        if (f != f) nan_ok += (back & 0x7C00) == 0x7C00 && (back & 0x3FF);  /* still a NaN */
+        else exact += back == h;
+#if defined(__FLT16_MAX__)
+        _Float16 ref;
+        memcpy(&ref, &h, 2);
+        if (f == f) CHECK((float)ref == f && !memcmp(&(float){(float)ref}, &f, 4), "f16 %04x widens to %g, the compiler says %g", h, f, (float)ref);
+#endif
+    }
+    CHECK(exact + nan_ok == 65536, "f16 round trips: %d exact, %d NaN", exact, nan_ok);
+    /* narrowing: random floats over the whole range, and the ties */
+    uint64_t rng = 3;
+    int checked = 0;
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t bits = (uint32_t)(random_uniform(&rng) * 4294967296.0);
+        if (i % 4 == 0) bits = (bits & 0x80000000) | (0x33000000 + bits % 0x14800000);  /* mostly f16's own range */
+        float f;
+        memcpy(&f, &bits, 4);
+        if (f != f) continue;
+        uint16_t h = f32_to_f16(f);
+#if defined(__FLT16_MAX__)
+        _Float16 ref = (_Float16)f;
+        uint16_t r;
+        memcpy(&r, &ref, 2);
+        CHECK(h == r, "f16 of %a: %04x, the compiler says %04x", (double)f, h, r);
+#endif
+        /* the definition: no other half is closer, and on a tie the even one wins */
+        double x = f, got = f16_to_f32(h);
+        if (isfinite(got) && fabs(x) <= 65504) {
+            double up = f16_to_f32((uint16_t)(h + 1)), down = f16_to_f32((uint16_t)(h - 1));
+            if ((h & 0x7FFF) != 0 && (h & 0x7FFF) != 0x7BFF)
+                CHECK(fabs(got - x) <= fabs(up - x) && fabs(got - x) <= fabs(down - x) &&
+                      (fabs(got - x) != fabs(up - x) || !(h & 1)), "f16 of %a is not the nearest half", x);
+        }
+        checked++;
+    }
+    for (int i = 0; i < 200000; i++) {  /* bf16: nearest, ties to even, against the definition */
+        uint32_t bits = (uint32_t)(random_uniform(&rng) * 4294967296.0);
+        float f;
+        memcpy(&f, &bits, 4);
+        if (f != f || !isfinite(f)) continue;
+        uint16_t b = f32_to_bf16(f);
+        double x = f, got = bf16_to_f32(b), alt = bf16_to_f32((uint16_t)(b ^ 1));  /* (a neighbour) */
+        uint32_t low = bits & 0xFFFF;
+        uint16_t want = (uint16_t)(bits >> 16) + (low > 0x8000 || (low == 0x8000 && (bits >> 16 & 1)));
+        CHECK(b == want || !isfinite(got), "bf16 of %a: %04x, expected %04x", x, b, want);
+        (void)alt;
+    }
+    printf("halves: all 65536 f16 values round-trip; %d random floats narrow to the nearest half (ties to even)%s; bf16 too\n",
+           checked,
+#if defined(__FLT16_MAX__)
+           ", as the compiler's _Float16 does"
+#else
+           ""
+#endif
+    );
+}
+
+static void test_blocks(void) {
+    uint64_t rng = 9;
+    const int lengths[] = {32, 64, 100, 768, 36, 7};
+    for (int type = GPT2_Q8_0; type <= GPT2_Q4_0; type++)
+        for (size_t li = 0; li < sizeof lengths / sizeof *lengths; li++) {
+            const int cols = lengths[li], nb = (cols + 31) / 32;
+            float x[768], back[768];
+            uint8_t row[34 * 24 + 64];
+            double worst = 0;
+            for (int trial = 0; trial < 200; trial++) {
+                double scale = pow(10, random_uniform(&rng) * 4 - 1);  /* blocks whose scale is a normal f16 */
+                for (int i = 0; i < cols; i++) x[i] = (float)((random_uniform(&rng) * 2 - 1) * scale * (i % 13 == 0 ? 5 : 1));
+                quantize_row((gpt2_dtype)type, x, cols, row, dtype_row_bytes((gpt2_dtype)type, (uint64_t)cols));
+                dequantize_row(row, (gpt2_dtype)type, cols, back);
+                for (int b = 0; b < nb; b++) {
+                    uint16_t d16;
+                    memcpy(&d16, row + (size_t)nb * (type == GPT2_Q8_0 ? 32 : 16) + 2 * b, 2);
+                    const double d = fabs(f16_to_f32(d16));
+                    for (int i = b * 32; i < cols && i < b * 32 + 32; i++) {
+                        double e = fabs((double)back[i] - x[i]) / (d > 0 ? d : 1);
+                        if (e > worst) worst = e;
+                    }
+                }
+                /* a grid value comes back exactly */
+                for (int i = 0; i < cols; i++) x[i] = back[i];
+                quantize_row((gpt2_dtype)type, x, cols, row, dtype_row_bytes((gpt2_dtype)type, (uint64_t)cols));
+                float again[768];
+                dequantize_row(row, (gpt2_dtype)type, cols, again);
+                CHECK(!memcmp(again, back, (size_t)cols * 4), "%s, %d columns: a dequantized row does not quantize to itself",
+                      gpt2_dtype_name((gpt2_dtype)type), cols);
+            }
+            /* within half a step (plus the f16 rounding of d: the grid's ends may sit a hair inside);
+             * q4_0's grid runs -8 … 7 steps, so on the far side of the extreme it clamps by up to one */
+            const double bound = type == GPT2_Q8_0 ? 0.5 + 2e-3 : 1.0 + 2e-3;
+            CHECK(worst <= bound, "%s, %d columns: an error of %.4f steps", gpt2_dtype_name((gpt2_dtype)type), cols, worst);
+        }
+    printf("blocks: rows of 7 to 768 values come back within half a step (q8_0; q4_0: one, on its grid's short side), "
+           "a grid value exactly\n");
+}
+
+/* ---- models in each type against the references ------------------------------------------------- */
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); return NULL; }
+    fclose(f);
+    buf[n] = 0;
+    *len = (size_t)n;
+    return buf;
+}
+
+/* The reference's logits at the last position of each sequence (logits_last.f32) and the
+ * sequences (summary.json). */
+typedef struct { int n_seq, len[8], *seq[8]; float *last; } Reference;
+
+static void load_reference(Reference *r, const char *dir, int V) {
+    char path[512], jerr[128];
+    size_t len;
+    snprintf(path, sizeof path, "%s/logits/summary.json", dir);
+    char *text = slurp(path, &len);
+    json_doc doc = {0};
+    const json_value *root = text ? json_parse(text, len, &doc, jerr, sizeof jerr) : NULL;
+    if (!root) { printf("FAIL %s\n", path); exit(1); }
+    r->n_seq = 0;
+    for (const json_value *s = json_get(root, "sequences")->first; s && r->n_seq < 8; s = s->next, r->n_seq++) {
+        r->seq[r->n_seq] = malloc(s->count * sizeof(int));
+        r->len[r->n_seq] = 0;
+        for (const json_value *v = s->first; v; v = v->next) r->seq[r->n_seq][r->len[r->n_seq]++] = (int)v->integer;
+    }
+    json_free(&doc);
+    free(text);
+    snprintf(path, sizeof path, "%s/logits/logits_last.f32", dir);
+    r->last = (float *)slurp(path, &len);
+    if (!r->last || len != (size_t)r->n_seq * V * 4) { printf("FAIL %s\n", path); exit(1); }
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float d = 0;
+    for (size_t i = 0; i < n; i++) {
+        float e = fabsf(a[i] - b[i]);
+        if (!(e <= d)) d = e;
+    }
+    return d;
+}
+
+/* Writes the f32 model in `type` (as export/convert does) to path. */
+static void write_typed(const gpt2_model *f32, gpt2_dtype type, const char *path) {
+    char err[GPT2_ERR_MAX];
+    const gpt2_config *c = gpt2_model_config(f32);
+    gpt2_vocab vocab;
+    gpt2_model_vocab(f32, &vocab);
+    gpt2_weight_types types = gpt2_default_types(type);
+    gpt2_writer *w = gpt2_writer_open_typed(path, c, &vocab, &types, err, sizeof err);
+    if (!w) { printf("FAIL %s\n", err); exit(1); }
+    float *values = malloc((size_t)c->vocab_size * c->n_embd * 4 + (size_t)16 * c->n_embd * c->n_embd * 4);
+    for (int i = 0; i < gpt2_tensor_count(c); i++) {
+        gpt2_tensor_read(f32, i, values, NULL);
+        if (gpt2_writer_tensor(w, values, err, sizeof err)) { printf("FAIL %s\n", err); exit(1); }
+    }
+    free(values);
+    if (gpt2_writer_close(w, err, sizeof err)) { printf("FAIL %s\n", err); exit(1); }
+}
+
+/* Logits of every sequence's last position, batch and token by token. */
+static void run(const gpt2_model *m, const Reference *r, const char *kernels, float *batch, float *step) {
+    char err[GPT2_ERR_MAX];
+    const int V = gpt2_model_config(m)->vocab_size;
+    gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_threads = 2, .kernels = kernels}, err, sizeof err);
+    if (!ctx) { printf("FAIL %s\n", err); exit(1); }
+    for (int s = 0; s < r->n_seq; s++) {
+        gpt2_context_rewind(ctx, 0);
+        memcpy(batch + (size_t)s * V, gpt2_forward(ctx, r->seq[s], r->len[s], NULL), (size_t)V * 4);
+        gpt2_context_rewind(ctx, 0);
+        const float *l = NULL;
+        for (int t = 0; t < r->len[s]; t++) l = gpt2_forward(ctx, &r->seq[s][t], 1, NULL);
+        memcpy(step + (size_t)s * V, l, (size_t)V * 4);
+    }
+    gpt2_context_free(ctx);
+}
+
+static void test_models(const char *dir, const char *model_path, const char *scratch) {
+    /* max |logit - reference| on the fixtures, whose weights are 8-10x GPT-2's (larger logits) */
+    static const double bound[GPT2_N_DTYPES] = {1e-4, 0.02, 0.1, 0.5, 3.0};
+    char err[GPT2_ERR_MAX], path[512];
+    gpt2_model *f32 = gpt2_load(model_path, err, sizeof err);
+    if (!f32) { printf("FAIL %s\n", err); exit(1); }
+    const int V = gpt2_model_config(f32)->vocab_size;
+    Reference ref;
+    load_reference(&ref, dir, V);
+    const size_t n = (size_t)ref.n_seq * V;
+    float *batch = malloc(n * 4), *step = malloc(n * 4), *scalar_batch = malloc(n * 4), *scalar_step = malloc(n * 4);
+    for (int type = GPT2_F32; type < GPT2_N_DTYPES; type++) {
+        snprintf(path, sizeof path, "%s/typed-%s.bin", scratch, gpt2_dtype_name((gpt2_dtype)type));
+        write_typed(f32, (gpt2_dtype)type, path);
+        gpt2_model *m = gpt2_load(path, err, sizeof err);
+        CHECK(m && gpt2_model_dtype(m) == (gpt2_dtype)type, "%s: %s", path, err);
+        if (!m) continue;
+        char sets[64], line[256] = "";
+        snprintf(sets, sizeof sets, "%s", gpt2_kernels_available());
+        run(m, &ref, "scalar", scalar_batch, scalar_step);
+        for (char *k = strtok(sets, " "); k; k = strtok(NULL, " ")) {
+            if (!choose_kernels(k, NULL, 0)) continue;
+            run(m, &ref, k, batch, step);
+            float db = max_abs_diff(batch, ref.last, n), ds = max_abs_diff(step, ref.last, n);
+            float vb = max_abs_diff(batch, scalar_batch, n), vs = max_abs_diff(step, scalar_step, n);
+            CHECK(db <= bound[type] && ds <= bound[type], "%s %s %s: batch %g, token by token %g from the reference (bound %g)", dir,
+                  gpt2_dtype_name((gpt2_dtype)type), k, db, ds, bound[type]);
+            CHECK(vb <= 2e-4 && vs <= 2e-4, "%s %s: %s differs from plain C by %g (batch), %g (token by token)", dir,
+                  gpt2_dtype_name((gpt2_dtype)type), k, vb, vs);
+            snprintf(line + strlen(line), sizeof line - strlen(line), " %s %.1e/%.1e", k, db, ds);
+        }
+        printf("%-22s %-5s max |logit - reference|, batch/token by token:%s\n", dir, gpt2_dtype_name((gpt2_dtype)type), line);
+        gpt2_free(m);
+        if (type != GPT2_F32) remove(path);
+    }
+    /* damaged quantized files: a row stride or a type that does not fit */
+    snprintf(path, sizeof path, "%s/typed-f32.bin", scratch);
+    write_typed(f32, GPT2_Q4_0, path);
+    size_t len;
+    uint8_t *good = (uint8_t *)slurp(path, &len);
+    const size_t qkv_entry = GPT2_HEADER_SIZE + 4 * GPT2_TENSOR_ENTRY_SIZE;  /* h.0.attn.c_attn.weight */
+    const struct { const char *what; size_t at; uint32_t value; const char *message; } damage[] = {
+        {"q4_0 row stride short", qkv_entry + 12, read_u32(good + qkv_entry + 12) - 2, "bytes apart"},
+        {"q4_0 row stride odd", qkv_entry + 12, read_u32(good + qkv_entry + 12) + 1, "multiple of 2"},
+        {"q4_0 read as q8_0", qkv_entry, GPT2_Q8_0, "bytes apart"},
+        {"q4_0 read as f16", qkv_entry, GPT2_F16, "bytes apart"},
+        {"q8_0 embeddings read as f32", GPT2_HEADER_SIZE, GPT2_F32, "bytes apart"},
+    };
+    for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+        uint8_t *bad = malloc(len);
+        memcpy(bad, good, len);
+        put_u32(bad + damage[i].at, damage[i].value);
+        FILE *f = fopen(path, "wb");
+        fwrite(bad, 1, len, f);
+        fclose(f);
+        gpt2_model *m = gpt2_load(path, err, sizeof err);
+        CHECK(!m && strstr(err, damage[i].message), "%s: %s", damage[i].what, m ? "loaded" : err);
+        gpt2_free(m);
+        free(bad);
+    }
+    remove(path);
+    free(good);
+    free(batch), free(step), free(scalar_batch), free(scalar_step), free(ref.last);
+    for (int s = 0; s < ref.n_seq; s++) free(ref.seq[s]);
+    gpt2_free(f32);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4 || argc % 2) { fprintf(stderr, "usage: test_types FIXTURE_DIR MODEL.bin [...] SCRATCH_DIR\n"); return 2; }
+    test_halves();
+    test_blocks();
+    for (int i = 1; i + 2 < argc; i += 2) test_models(argv[i], argv[i + 1], argv[argc - 1]);
+    if (failures) { printf("test_types: %d failures\n", failures); return 1; }
+    printf("test_types: ok\n");
+    return 0;
+}
