@@ -975,23 +975,26 @@ static void next_batch(const Dataset *d, int B, int T, bool sequential, long k, 
     }
 }
 
-/* The mean loss over the validation split's first `max_batches` batches of consecutive windows
- * (0 = all of it); NAN if it holds less than one batch. */
+/* The mean loss over the validation split's consecutive windows of T tokens (every whole one,
+ * or the first max_batches·B), NAN if there is none. The last batch is filled up with copies of
+ * its first window, which are not counted. */
 static double validation_loss(Trainer *tr, const Dataset *d, int max_batches, int *x, int *y) {
     const int B = tr->act.B, T = tr->act.T;
-    size_t n_windows = (d->n - d->n_train - 1) / (size_t)T, n_batches = n_windows / (size_t)B;
-    if (max_batches > 0 && n_batches > (size_t)max_batches) n_batches = (size_t)max_batches;
-    if (n_batches == 0) return NAN;
+    size_t n_windows = (d->n - d->n_train - 1) / (size_t)T;
+    if (max_batches > 0 && n_windows > (size_t)max_batches * B) n_windows = (size_t)max_batches * B;
+    if (n_windows == 0) return NAN;
     double sum = 0;
-    for (size_t k = 0; k < n_batches; k++) {
+    for (size_t first = 0; first < n_windows; first += (size_t)B) {
+        const int rows = n_windows - first < (size_t)B ? (int)(n_windows - first) : B;
         for (int r = 0; r < B; r++) {
-            size_t start = d->n_train + (k * B + (size_t)r) * T;
+            size_t start = d->n_train + (first + (size_t)(r < rows ? r : 0)) * T;
             memcpy(x + (size_t)r * T, d->tokens + start, (size_t)T * sizeof(int));
             memcpy(y + (size_t)r * T, d->tokens + start + 1, (size_t)T * sizeof(int));
         }
-        sum += train_forward(tr, x, y, NULL);
+        train_forward(tr, x, y, NULL);
+        for (int i = 0; i < rows * T; i++) sum += tr->act.losses[i];
     }
-    return sum / (double)n_batches;
+    return sum / ((double)n_windows * T);
 }
 
 /* ============================================================================================
@@ -1272,7 +1275,7 @@ static void usage(FILE *out) {
         "  --out MODEL.bin       the trained model; MODEL.best.bin the best on validation; MODEL.state\n"
         "                        what --resume needs; MODEL.loss.csv and MODEL.loss.svg the loss curve\n"
         "  --eval-every N        validation loss every N steps (default 100; 0 = at the end only)\n"
-        "  --eval-batches N      batches of the validation split to evaluate (default 0 = all)\n"
+        "  --eval-batches N      evaluate only the first N batches of the validation split (default 0 = all of it)\n"
         "  --checkpoint-every N  save every N steps (default 500; always at the end and on Ctrl-C)\n"
         "  --stop-at N           stop after step N, saving a checkpoint (the schedule still spans --steps)\n"
         "  --sample-every N      print a sample every N steps (default 0 = at the end only)\n"

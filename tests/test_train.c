@@ -14,7 +14,8 @@
  *     guard, independent of the fixture), without dropout and with it;
  *   - the trainer's loss equals the cross-entropy of the logits the engine's own forward pass
  *     (gpt2_forward, KV cache and all) gives for the same windows;
- *   - --sequential batches are exactly the documented windows;
+ *   - --sequential batches are exactly the documented windows; the validation loss is the mean over
+ *     every whole window of the split;
  *   - a vocabulary learned from a text (tinyshakespeare when ../shared has it, and a text of
  *     many scripts): the engine's tokenizer, loaded from a model file written with it, encodes
  *     the text exactly as the learning segmented it, and any bytes round-trip.
@@ -317,6 +318,51 @@ static void test_forward_matches_engine(const char *model_path) {
     gpt2_free(m);
 }
 
+/* ---- the validation loss: every whole window of the split, the last partial batch too ------------ */
+
+static void test_validation(const char *model_path) {
+    char err[GPT2_ERR_MAX];
+    gpt2_model *m = gpt2_load(model_path, err, sizeof err);
+    const int V = gpt2_model_config(m)->vocab_size, B = 3, T = 8;
+    Trainer tr = {0};
+    trainer_init(&tr, gpt2_model_config(m), 2);
+    init_from_model(&tr, m);
+    activations_init(&tr, B, T);
+    Dataset d = {0};
+    d.n = 500, d.n_train = 450;  /* 49 / 8: 6 windows, two batches of 3, the second full; then 4 and 1 */
+    d.tokens = malloc(d.n * sizeof(int));
+    uint64_t rng = 17;
+    for (size_t i = 0; i < d.n; i++) d.tokens[i] = (int)(random_uniform(&rng) * V);
+    int x[24], y[24];
+    float *logits = malloc((size_t)T * V * sizeof *logits);
+    gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = T, .n_threads = 1}, err, sizeof err);
+    for (size_t n_val = 50; n_val >= 17; n_val -= 11) {  /* 6, 4 and 2 windows: a whole last batch, and partial ones */
+        d.n = d.n_train + n_val;
+        const size_t windows = (n_val - 1) / T;
+        double want = 0;
+        for (size_t w = 0; w < windows; w++) {
+            gpt2_context_rewind(ctx, 0);
+            gpt2_forward(ctx, d.tokens + d.n_train + w * T, T, logits);
+            for (int t = 0; t < T; t++) {
+                const float *row = logits + (size_t)t * V;
+                double max = row[0], z = 0;
+                for (int v = 1; v < V; v++) if (row[v] > max) max = row[v];
+                for (int v = 0; v < V; v++) z += exp(row[v] - max);
+                want += max + log(z) - row[d.tokens[d.n_train + w * T + t + 1]];
+            }
+        }
+        want /= (double)windows * T;
+        double got = validation_loss(&tr, &d, 0, x, y);
+        CHECK(fabs(got - want) < 1e-5 * want, "%zu windows: validation loss %.6f, the engine's mean over them %.6f", windows, got, want);
+    }
+    printf("validation: the mean over every whole window of the split (%d per batch, partial last batches too)\n", B);
+    free(logits);
+    free(d.tokens);
+    gpt2_context_free(ctx);
+    trainer_free(&tr);
+    gpt2_free(m);
+}
+
 /* ---- --sequential batches ------------------------------------------------------------------------ */
 
 static void test_sequential_batches(void) {
@@ -411,6 +457,7 @@ int main(int argc, char **argv) {
     test_finite_differences(0.3f);
     test_forward_matches_engine(argv[2]);
     test_sequential_batches();
+    test_validation(argv[2]);
     for (int i = 4; i < argc; i++) test_learned_vocab(argv[i], i % 2 ? 700 : 1024, argv[3]);
     if (failures) { printf("test_train: %d failures\n", failures); return 1; }
     printf("test_train: ok\n");
