@@ -1203,14 +1203,20 @@ static bool cpu_has(const char *isa) {
     return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
 }
 
-static const Kernels *const kernel_sets[] = {
-#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX512
+static const Kernels *const kernel_sets[] = {  /* the widest vectors first */
+#if NATIVE_ISA == ISA_AVX512
+    &kernels_table,
+#elif defined(X86_VARIANTS)
     &kernels_table_avx512,
 #endif
-#if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX2
+#if NATIVE_ISA == ISA_AVX2
+    &kernels_table,
+#elif defined(X86_VARIANTS)
     &kernels_table_avx2,
 #endif
+#if NATIVE_ISA == ISA_NEON || NATIVE_ISA == ISA_SCALAR
     &kernels_table,
+#endif
 #if NATIVE_ISA != ISA_SCALAR
     &kernels_table_scalar,
 #endif

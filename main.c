@@ -20,6 +20,10 @@
 #include "gpt2.h"
 #include "server.h"
 
+/* GPT2_KERNELS=avx512|avx2|neon|scalar forces a kernel set (default: the best this CPU runs), so
+ * that every path can be tried on one machine. Read once, in main. */
+static const char *kernels;
+
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
     va_list ap;
@@ -57,6 +61,8 @@ static void usage(FILE *out) {
         "      --port P         port (default 8080; 0 = any free one, printed)\n"
         "      --parallel N     generations at once (default 8); twice as many may wait, more get 503\n"
         "      --timeout S      seconds a request may take to arrive (default 10; idle connections 3 times it)\n"
+        "\n"
+        "Environment: GPT2_KERNELS=avx512|avx2|neon|scalar forces a kernel set (default: the best the CPU has).\n"
         "\n"
         "Machine-readable modes:\n"
         "      --ids A,B,C      the prompt as token ids instead of text\n"
@@ -178,7 +184,8 @@ static void perplexity(gpt2_model *model, const char *path, const char *text, si
     memcpy(ids + 1, text_ids, n_text * sizeof *ids);
     free(text_ids);
     if (window < 2) die("--ctx %d: a window needs at least 2 tokens", window);
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = window, .n_threads = threads}, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = window, .n_threads = threads, .kernels = kernels},
+                                         err, sizeof err);
     if (!ctx) die("%s", err);
     const int stride = window / 2;
     double nats = 0;
@@ -254,7 +261,8 @@ static BenchResult bench(gpt2_model *model, int threads) {
     BenchResult r = {threads, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     const int n_ctx = c->n_ctx < 640 ? c->n_ctx : 640;
     char err[GPT2_ERR_MAX];
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_ctx, .n_threads = threads}, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_ctx, .n_threads = threads, .kernels = kernels},
+                                         err, sizeof err);
     gpt2_sampler *greedy = gpt2_sampler_new(model, &(gpt2_sampling){0}, err, sizeof err);
     if (!ctx || !greedy) die("%s", err);
     r.threads = gpt2_context_threads(ctx);
@@ -295,14 +303,14 @@ static void print_bench(gpt2_model *model, const char *path, int threads, bool j
         printf("model    %s: %d layers, %d heads, %d channels, context %d, vocabulary %d, %.1fM parameters, %s, %.1f MB\n", path,
                c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6, dtype,
                gpt2_model_file_size(model) / 1e6);
-        printf("machine  %s, %d cores available, %s kernels\n", cpu, gpt2_available_cores(), gpt2_kernel_name());
+        printf("machine  %s, %d cores available, %s kernels\n", cpu, gpt2_available_cores(), kernels ? kernels : gpt2_kernel_name());
         printf("load     %.2f ms (the mapping and the tokenizer's tables)\n", gpt2_model_load_ms(model));
         printf("%-9s%12s%12s%12s%12s%19s%11s\n", "threads", "prefill 128", "prefill 512", "decode", "decode@512", "decode GB/s", "peak RSS");
     }
     for (int k = 0; k < n_counts; k++) {
         BenchResult r = bench(model, counts[k]);
         if (json) {
-            printf("{\"threads\": %d, \"dtype\": \"%s\", \"kernels\": \"%s\", ", r.threads, dtype, gpt2_kernel_name());
+            printf("{\"threads\": %d, \"dtype\": \"%s\", \"kernels\": \"%s\", ", r.threads, dtype, kernels ? kernels : gpt2_kernel_name());
             json_number("load_ms", gpt2_model_load_ms(model), false);
             json_number("prefill128_tps", r.prefill128, false);
             json_number("prefill512_tps", r.prefill512, false);
@@ -387,6 +395,8 @@ int main(int argc, char **argv) {
         die("give the prompt one way: as an argument, with -f, or with --ids");
     if (!seed_given) sp.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(clock_ms() * 1e3);
 
+    kernels = getenv("GPT2_KERNELS");
+    if (kernels && !*kernels) kernels = NULL;
     char err[GPT2_ERR_MAX];
     gpt2_model *model = gpt2_load(model_path, err, sizeof err);
     if (!model) die("%s", err);
@@ -400,7 +410,7 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "%s", base);
         size_t n = strlen(name);
         if (n > 4 && !strcmp(name + n - 4, ".bin")) name[n - 4] = 0;
-        int status = gpt2_serve(model, &(gpt2_serve_options){host, port, parallel, threads, name, quiet, timeout * 1000});
+        int status = gpt2_serve(model, &(gpt2_serve_options){host, port, parallel, threads, name, quiet, timeout * 1000, kernels});
         gpt2_free(model);
         return status;
     }
@@ -461,7 +471,8 @@ int main(int argc, char **argv) {
     FILE *logits_file = NULL;  /* opened before any work, so that a bad path fails at once */
     if (logits_path && !(logits_file = fopen(logits_path, "wb"))) die("%s: %s", logits_path, strerror(errno));
     int ctx_size = n_tokens + n_predict < c->n_ctx ? n_tokens + n_predict : c->n_ctx;
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads}, err, sizeof err);
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads, .kernels = kernels},
+                                         err, sizeof err);
     if (!ctx) die("%s", err);
 
     if (logits_path) {
@@ -489,7 +500,7 @@ int main(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "load %.2f ms | prompt %d tokens, %.1f tok/s | generated %d tokens, %.1f tok/s | %d threads, %s | seed %llu\n",
                 gpt2_model_load_ms(model), st.n_prompt, st.n_prompt / (st.prefill_ms / 1e3), st.n_generated,
-                st.n_generated / (st.decode_ms > 0 ? st.decode_ms / 1e3 : 1), gpt2_context_threads(ctx), gpt2_kernel_name(),
+                st.n_generated / (st.decode_ms > 0 ? st.decode_ms / 1e3 : 1), gpt2_context_threads(ctx), gpt2_context_kernels(ctx),
                 (unsigned long long)sp.seed);
     gpt2_sampler_free(sampler);
     gpt2_context_free(ctx);

@@ -1027,7 +1027,7 @@ int gpt2_serve(const gpt2_model *model, const gpt2_serve_options *opt) {
     s.slot_busy = calloc((size_t)opt->parallel, sizeof *s.slot_busy);
     if (!s.pool || !s.slots || !s.slot_busy) { fprintf(stderr, "gpt2: %s\n", s.pool ? "out of memory" : err); goto out; }
     for (int i = 0; i < opt->parallel; i++)
-        if (!(s.slots[i] = gpt2_context_new(model, &(gpt2_context_params){.pool = s.pool}, err, sizeof err))) {
+        if (!(s.slots[i] = gpt2_context_new(model, &(gpt2_context_params){.pool = s.pool, .kernels = opt->kernels}, err, sizeof err))) {
             fprintf(stderr, "gpt2: generation %d of %d: %s\n", i + 1, opt->parallel, err);
             goto out;
         }

@@ -15,6 +15,7 @@ typedef struct {
     const char *model_name;  /* what /v1/models calls the model */
     int quiet;               /* no log line per request */
     int timeout_ms;          /* for a request to arrive once begun (0: 10 s); idle connections get 3 times it */
+    const char *kernels;     /* NULL: the best this CPU runs */
 } gpt2_serve_options;
 
 /* Serves until SIGINT or SIGTERM, then lets in-flight requests end and frees everything.
