@@ -141,13 +141,19 @@ test-valgrind: build/gpt2-valgrind build/tiny.bin
 # concurrent requests, the queue, SIGTERM; the server again under ASan/UBSan, and under
 # valgrind when it is installed.
 SERVER_TESTS = test-server
-.PHONY: $(SERVER_TESTS)
+.PHONY: test-server test-fuzz-server test-web
 build/test_server: tests/test_server.c export/json.h | build
 	$(CC) $(TEST_CFLAGS) -o $@ tests/test_server.c -lpthread -lm
 test-server: gpt2 build/gpt2-san build/gpt2-valgrind build/test_server build/tiny.bin
 	mkdir -p build/server
 	build/test_server ./gpt2 build/tiny.bin build/server $(if $(shell command -v valgrind),build/gpt2-valgrind)
 	build/test_server build/gpt2-san build/tiny.bin build/server
+
+# test-fuzz-server: the HTTP request head and the /v1/completions body as libFuzzer makes them
+# (skipped without clang's libFuzzer)
+SERVER_TESTS += test-fuzz-server
+test-fuzz-server: build/page.h build/tiny.bin
+	GPT2_FUZZ_MODEL=build/tiny.bin tests/fuzz.sh server $(FUZZ_SECONDS) -dict=tests/fuzz_server.dict
 
 # test-web: the page in a real browser (Debian's chromium driven by playwright-core: greedy text
 # = the command line's, the tooltip, colours, Stop, a phone-sized screen; screenshots in

@@ -152,7 +152,7 @@ static bool token_in(const char *v, size_t n, const char *word) {  /* a comma-se
 
 int http_parse_request(const char *buf, size_t len, size_t max_header, http_request *req) {
     const char *end = NULL;
-    for (size_t i = 3; i < len && i < max_header + 4; i++)
+    for (size_t i = 3; i < len && i < max_header; i++)  /* the head, blank line included, is at most max_header bytes */
         if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r') { end = buf + i + 1; break; }
     if (!end) return len >= max_header ? 431 : 0;
     memset(req, 0, sizeof *req);
@@ -170,7 +170,10 @@ int http_parse_request(const char *buf, size_t len, size_t max_header, http_requ
     if ((size_t)(path_end - target) >= sizeof req->path) return 414;
     for (const char *c = target; c < sp2; c++) if ((unsigned char)*c <= 0x20 || *c == 0x7F) return 400;
     memcpy(req->path, target, (size_t)(path_end - target));
-    if (line_end - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7)) return memcmp(sp2 + 1, "HTTP/", 5) ? 400 : 505;
+    const char *version = sp2 + 1;
+    const size_t version_len = (size_t)(line_end - version);
+    if (version_len < 5 || memcmp(version, "HTTP/", 5)) return 400;
+    if (version_len != 8 || memcmp(version, "HTTP/1.", 7)) return 505;
     if (sp2[8] != '0' && sp2[8] != '1') return 505;
     req->minor_version = sp2[8] - '0';
     req->keep_alive = req->minor_version == 1;
@@ -879,6 +882,9 @@ static int handle_request(Server *s, Connection *conn, const http_request *req, 
         if (!get) status = 405, rc = send_error(conn->fd, 405, keep, NULL, NULL, "Use GET for %s", path);
         else rc = send_response(conn->fd, 200, "text/html; charset=utf-8", (const char *)page_html, page_html_len, keep,
                                 "Cache-Control: no-cache\r\n");
+    } else if (!strcmp(path, "/favicon.ico") && get) {  /* browsers ask for it; the page has no icon, and says so quietly */
+        status = 204;
+        rc = send_response(conn->fd, 204, "image/x-icon", "", 0, keep, "Cache-Control: max-age=86400\r\n");
     } else if (!strcmp(path, "/health") || !strcmp(path, "/v1/models")) {
         Buf b = {0};
         if (!strcmp(path, "/health")) buf_str(&b, "{\"status\":\"ok\"}\n");

@@ -36,7 +36,7 @@ typedef struct {
 } http_request;
 
 /* Parses a request head from buf[0, len). Returns 1 when complete (req filled), 0 if more bytes
- * are needed, or an HTTP status (400, 431, 501, 505) for a request that cannot be served. */
+ * are needed, or an HTTP status (400, 414, 417, 431, 505) for a request that cannot be served. */
 int http_parse_request(const char *buf, size_t len, size_t max_header, http_request *req);
 
 #endif /* GPT2_SERVER_H */

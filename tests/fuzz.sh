@@ -4,7 +4,7 @@
 #   tests/fuzz.sh NAME SECONDS [LIBFUZZER OPTIONS...]     (CC: a clang with libFuzzer; default clang)
 #
 # Builds tests/fuzz_NAME.c with ASan and UBSan and runs it on the corpus in build/fuzz_NAME_corpus,
-# which grows from run to run. Prints the number of inputs run; exits non-zero on any crash,
+# which grows from run to run, seeded from tests/fuzz_NAME_seeds when that exists. Prints the number of inputs run; exits non-zero on any crash,
 # leak or failed check, whose input libFuzzer saves as build/crash-*. Skips, saying so, when the
 # compiler has no libFuzzer.
 set -eu
@@ -17,12 +17,14 @@ if ! command -v "$cc" >/dev/null || ! echo "$probe" | "$cc" -fsanitize=fuzzer -x
     echo "fuzz_$name: skipped: clang libFuzzer not available"
     exit 0
 fi
-"$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread \
+"$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread -Ibuild \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -o "build/fuzz_$name" "tests/fuzz_$name.c" -lpthread -lm
 log=build/fuzz_$name.log
+seeds=
+if [ -d "tests/fuzz_${name}_seeds" ]; then seeds="tests/fuzz_${name}_seeds"; fi
 if "build/fuzz_$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix=build/ -print_final_stats=1 \
-       "$@" "build/fuzz_${name}_corpus" >"$log" 2>&1; then
+       "$@" "build/fuzz_${name}_corpus" $seeds >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     echo "fuzz_$name: $runs inputs in ${seconds} s, no crash (log: $log)"
 else

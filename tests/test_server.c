@@ -532,6 +532,9 @@ static void test_errors(void) {
         response_free(&r);
         free(http[i].raw);
     }
+    Response icon = exchange("GET /favicon.ico HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 57);
+    CHECK(icon.status == 204, "/favicon.ico: %d (no content, so browsers log no error)", icon.status);
+    response_free(&icon);
     char *huge;
     int n = asprintf(&huge, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", big);
     Response r = exchange(huge, (size_t)n);
