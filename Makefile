@@ -87,9 +87,13 @@ test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin
 # the references and against plain C, damaged quantized files
 build/test_types: tests/test_types.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
-test-types: build/test_types build/test_types-san build/tiny.bin build/odd.bin
+# a random model with rows of 25 and 100 blocks of 32 (GPT-2's are 24 and 96), the shipped
+# model's vocabulary: the kernels on rows as wide as GPT-2's
+build/wide.bin: build/random_model models/shakespeare.bin
+	build/random_model $@ models/shakespeare.bin 1 8 800 160
+test-types: build/test_types build/test_types-san build/tiny.bin build/odd.bin build/wide.bin
 	mkdir -p build/types
-	build/test_types $(REFERENCES) build/types
+	build/test_types $(REFERENCES) --wide build/wide.bin build/types
 	build/test_types-san tests/fixtures/odd build/odd.bin build/types
 
 test-badfiles: build/test_badfiles-san build/tiny.bin

@@ -994,14 +994,15 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
 
-/* Work space of the matmuls: the transposed batch, each thread's widened weight tile, and
- * decoding's quantized activations (q8_0, q4_0): 8-bit values, a scale and a sum per block. */
+/* Work space of the matmuls: the transposed batch, each thread's widened weight tile, and the
+ * quantized activations of q8_0 and q4_0 matmuls: 8-bit values, a scale and a sum per block,
+ * position by position when decoding, interleaved for the integer GEMM in a batch. */
 typedef struct {
-    float *in_t;       /* (n_in, MATMUL_POSITIONS) */
+    float *in_t;       /* (n_in, MATMUL_POSITIONS + 16) */
     float *w_tiles;    /* (threads, MAX_TILE_ROWS, n_in) */
-    int8_t *xq;        /* (BATCH_MIN - 1, n_in rounded up to QBLOCK) */
-    float *xd;         /* (BATCH_MIN - 1, n_in / QBLOCK) */
-    int32_t *xsum;
+    int8_t *xq;        /* (MATMUL_POSITIONS, n_in rounded up to QBLOCK) */
+    float *xd;         /* (MATMUL_POSITIONS, blocks) */
+    int32_t *xsum;     /* (MATMUL_POSITIONS, blocks) */
 } MatmulScratch;
 
 typedef struct {
@@ -1026,9 +1027,9 @@ static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
     const size_t nb = (size_t)(max_n_in + QBLOCK - 1) / QBLOCK;
     s->in_t = malloc((size_t)max_n_in * (MATMUL_POSITIONS + 16) * sizeof(float));
     s->w_tiles = malloc((size_t)n_threads * MAX_TILE_ROWS * (size_t)max_n_in * sizeof(float));
-    s->xq = malloc((BATCH_MIN - 1) * nb * QBLOCK);
-    s->xd = malloc((BATCH_MIN - 1) * nb * sizeof(float));
-    s->xsum = malloc((BATCH_MIN - 1) * nb * sizeof(int32_t));
+    s->xq = malloc(MATMUL_POSITIONS * nb * QBLOCK);
+    s->xd = malloc(MATMUL_POSITIONS * nb * sizeof(float));
+    s->xsum = malloc(MATMUL_POSITIONS * nb * sizeof(int32_t));
     return s->in_t && s->w_tiles && s->xq && s->xd && s->xsum;
 }
 
@@ -1066,24 +1067,50 @@ static void transpose_task(void *arg, int begin, int end, int thread) {
  * quantized as the weights are, in blocks of 32 with a scale d = max|x| / 127 (and the sum of
  * the block's values, which q4_0's offset of 8 needs). The cost in accuracy: one rounding of
  * each activation to 8 bits, ~0.2% of its block's largest value. */
+static float quantize_block(const float *x, int n, int8_t q[QBLOCK], int32_t *sum) {
+    float amax = 0;
+    for (int k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+    const float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
+    int32_t s = 0;
+    for (int k = 0; k < QBLOCK; k++) {
+        q[k] = k < n ? (int8_t)lrintf(x[k] * inv) : 0;
+        s += q[k];
+    }
+    *sum = s;
+    return d;
+}
+
 static void quantize_activations(Matmul *m) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     for (int t = 0; t < m->T; t++)
         for (int b = 0; b < nb; b++) {
-            const float *x = m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK;
+            const size_t i = (size_t)t * nb + b;
             const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-            float amax = 0;
-            for (int k = 0; k < n; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
-            const float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
-            int8_t *q = m->xq + ((size_t)t * nb + b) * QBLOCK;
-            int32_t sum = 0;
-            for (int k = 0; k < QBLOCK; k++) {
-                q[k] = k < n ? (int8_t)lrintf(x[k] * inv) : 0;
-                sum += q[k];
-            }
-            m->xd[(size_t)t * nb + b] = d;
-            m->xsum[(size_t)t * nb + b] = sum;
+            m->xd[i] = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, m->xq + i * QBLOCK, &m->xsum[i]);
         }
+}
+
+/* The batch's activations for the integer GEMM, one task item per block b of 32 channels: for
+ * each k-group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1 side by side, so a
+ * vector load takes 4 channels of 16 positions, the shape of a 4-way byte dot product; the
+ * scale of each position's block; and the block's sum × the weights' offset (negated: it starts
+ * the integer sums, which is how the offset drops out). */
+static void quantize_batch_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    (void)thread;
+    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q8_0 ? 128 : 8;
+    uint32_t *words = (uint32_t *)m->xq;
+    for (int b = begin; b < end; b++) {
+        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+        for (int t = 0; t < Tp; t++) {
+            int8_t q[QBLOCK] = {0};
+            int32_t sum = 0;
+            const float d = t < m->T ? quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, q, &sum) : 0.0f;
+            for (int g = 0; g < QBLOCK / 4; g++) memcpy(&words[((size_t)b * (QBLOCK / 4) + g) * Tp + t], q + 4 * g, 4);
+            m->xd[(size_t)b * Tp + t] = d;
+            m->xsum[(size_t)b * Tp + t] = -offset * sum;
+        }
+    }
 }
 
 /* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
@@ -1132,7 +1159,8 @@ typedef struct {
 /* the build's own instruction set: what the compiler was told it may use */
 #if defined(GPT2_SCALAR)
 #define NATIVE_ISA ISA_SCALAR
-#elif defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VNNI__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define NATIVE_ISA ISA_AVX512
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define NATIVE_ISA ISA_AVX2
@@ -1169,10 +1197,10 @@ typedef struct {
 #endif
 #if defined(X86_VARIANTS) && NATIVE_ISA != ISA_AVX512
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 #endif
 #define KERNELS_ISA ISA_AVX512
 #define KERNEL(name) name##_avx512
@@ -1197,7 +1225,8 @@ static bool cpu_has(const char *isa) {
     __builtin_cpu_init();
     if (!strcmp(isa, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
+               __builtin_cpu_supports("fma");
     if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
@@ -1363,8 +1392,10 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     const uint64_t LC = (uint64_t)c->n_layer * (uint64_t)c->n_embd;
     uint64_t k_cache, v_cache, batch_C = (uint64_t)MAX_BATCH * (uint64_t)c->n_embd, total;
     if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
-    /* the matmuls' scratch: the transposed batch, and a tile of weight rows per thread */
-    const uint64_t scratch = (uint64_t)4 * c->n_embd * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * MAX_TILE_ROWS);
+    /* the matmuls' scratch: the transposed batch, a tile of weight rows per thread, and the
+     * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
+    const uint64_t scratch = (uint64_t)4 * c->n_embd * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * MAX_TILE_ROWS) +
+                             (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
     const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* every element is 4 bytes (float or int); x, xn and attn are batch_C, qkv 3 and fc 4 of it */

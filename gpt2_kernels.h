@@ -242,6 +242,59 @@ static inline float KERNEL(qdot_sum)(float v) { return v; }
 /* `rows` outputs of position t from q8_0 or q4_0 rows: Σ_b d_w[b]·d_x[b]·(Σ_k q_w·q_x), less, for
  * q4_0 (whose nibbles are q + 8), 8·d_w[b]·d_x[b]·Σ_k q_x. The activations were quantized into
  * m->xq (see quantize_activations). */
+#if KERNELS_ISA == ISA_AVX512
+/* Two blocks per 512-bit vector, their products by vpdpbusd (unsigned weights: q8_0's flipped to
+ * q + 128, q4_0's nibbles as they are, each block's offset × its activation sum taken off at the
+ * end); the scales d_w·d_x of 16 blocks at a time are one vector, spread to the two blocks'
+ * lanes by a permute. */
+static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    const size_t ws = m->row_bytes, block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
+    const int8_t *xq = m->xq + (size_t)t * nb * QBLOCK;
+    const float *xd = m->xd + (size_t)t * nb;
+    const int32_t *xsum = m->xsum + (size_t)t * nb;
+    const float offset = q4 ? 8.0f : 128.0f;
+    /* q4_0: 16 bytes of nibbles per block; [b0, b0, b1, b1] then low nibbles of the first copy,
+     * high of the second: the two blocks' 64 values in order */
+    const __m512i spread = _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), low = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
+    const __m512i shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+    const __m512i lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);  /* block 2j, 2j + 1 */
+    __m512 acc[DOT_ROWS], correction[DOT_ROWS];
+    for (int r = 0; r < rows; r++) acc[r] = correction[r] = _mm512_setzero_ps();
+    for (int g = 0; g < nb; g += 16) {  /* 16 blocks: their scales as one vector */
+        const int n = nb - g < 16 ? nb - g : 16;
+        const __mmask16 in_group = (__mmask16)((1u << n) - 1);
+        const __m512 dx = _mm512_maskz_loadu_ps(in_group, xd + g);
+        const __m512 sx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(in_group, xsum + g)), _mm512_set1_ps(offset));
+        __m512 scale[DOT_ROWS];
+        for (int r = 0; r < rows; r++) {
+            const __m256i d16 = _mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g);
+            scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(d16), dx);
+            correction[r] = _mm512_fmadd_ps(scale[r], sx, correction[r]);
+        }
+        for (int j = 0; j < n; j += 2) {
+            const int b = g + j;
+            const __mmask64 in_pair = j + 1 < n ? ~(__mmask64)0 : (__mmask64)0xFFFFFFFF;  /* an odd last block: half a vector */
+            const __m512i x = _mm512_maskz_loadu_epi8(in_pair, xq + (size_t)b * QBLOCK);
+            const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
+            for (int r = 0; r < rows; r++) {
+                const uint8_t *row = w + r * ws + (size_t)b * block_bytes;
+                __m512i q;
+                if (q4) {
+                    const __m512i packed = _mm512_castsi256_si512(_mm256_maskz_loadu_epi8((__mmask32)in_pair, row));
+                    q = _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutexvar_epi64(spread, packed), shifts), low);
+                } else {
+                    q = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in_pair, row), flip);
+                }
+                const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_permutexvar_ps(index, scale[r]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]) - _mm512_reduce_add_ps(correction[r]));
+}
+#else
 static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
@@ -268,6 +321,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     }
     for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, KERNEL(qdot_sum)(acc[r]) - correction[r]);
 }
+#endif
 
 static void KERNEL(matmul_dot_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
@@ -341,6 +395,103 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     matmul_finish(m, begin, end);
 }
 
+#if KERNELS_ISA == ISA_AVX512
+/* ---- a batch with q8_0 or q4_0 weights: 8-bit integer products (AVX-512 VNNI) -------------- */
+
+/* vpdpbusd adds to each 32-bit lane the 4 products of 4 unsigned bytes by 4 signed ones: 64
+ * multiply-adds an instruction, four times the f32 FMA's 16. The weights are the unsigned side,
+ * offset to 0 … 255 (q8_0: q + 128; q4_0's nibbles already are q + 8), the activations the
+ * signed one, quantized as decoding quantizes them; the offset × the block's activation sum
+ * starts each block's integer sum (quantize_batch_task), and the scales d_w·d_x apply per block.
+ * A thread unpacks INT8_ROWS weight rows to bytes once, for all the batch's positions. */
+#define INT8_ROWS 4
+
+static void KERNEL(unpack_int8_rows)(const Matmul *m, int o, int rows, uint8_t *q, float *d) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    const bool q4 = m->dtype == GPT2_Q4_0;
+    const size_t quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *row = (const uint8_t *)m->w + (size_t)(o + r) * m->row_bytes;
+        uint8_t *out = q + (size_t)r * nb * QBLOCK;
+        for (int b = 0; b < nb; b++) {
+            const __m128i lo = _mm_loadu_si128((const __m128i *)(row + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK)));
+            if (q4) {
+                const __m128i low = _mm_set1_epi8(0x0F);
+                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK), _mm_and_si128(lo, low));
+                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK + 16), _mm_and_si128(_mm_srli_epi16(lo, 4), low));
+            } else {
+                const __m128i hi = _mm_loadu_si128((const __m128i *)(row + (size_t)b * QBLOCK + 16)), flip = _mm_set1_epi8((char)0x80);
+                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK), _mm_xor_si128(lo, flip));
+                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK + 16), _mm_xor_si128(hi, flip));
+            }
+            uint16_t h;
+            memcpy(&h, row + quants + 2 * (size_t)b, 2);
+            d[(size_t)r * nb + b] = f16_to_f32(h);
+        }
+    }
+}
+
+/* `rows` outputs × `vecs` vectors of 16 positions from t: for each block b,
+ *     y += d_w[b] · d_x[t][b] · (Σ_k u_w[k]·q_x[t][k] − offset·Σ_k q_x[t][k]),
+ * the integer sum exact, the blocks added in order. */
+static ALWAYS_INLINE void KERNEL(int8_tile)(const Matmul *m, const uint8_t *wq, const float *wd, int o, int t, const int rows,
+                                            const int vecs) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK, Tp = m->T_padded;
+    const uint32_t *xq = (const uint32_t *)m->xq;
+    __m512 acc[INT8_ROWS][2];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512i sums[INT8_ROWS][2];
+        for (int v = 0; v < vecs; v++) {
+            const __m512i start = _mm512_loadu_si512(m->xsum + (size_t)b * Tp + t + 16 * v);
+            for (int r = 0; r < rows; r++) sums[r][v] = start;
+        }
+        for (int g = 0; g < QBLOCK / 4; g++) {
+            __m512i x[2];
+            for (int v = 0; v < vecs; v++) x[v] = _mm512_loadu_si512(xq + ((size_t)b * (QBLOCK / 4) + g) * Tp + t + 16 * v);
+            for (int r = 0; r < rows; r++) {
+                uint32_t w4;
+                memcpy(&w4, wq + ((size_t)r * nb + b) * QBLOCK + 4 * g, 4);
+                const __m512i w = _mm512_set1_epi32((int)w4);
+                for (int v = 0; v < vecs; v++) sums[r][v] = _mm512_dpbusd_epi32(sums[r][v], w, x[v]);
+            }
+        }
+        for (int v = 0; v < vecs; v++) {
+            const __m512 dx = _mm512_loadu_ps(m->xd + (size_t)b * Tp + t + 16 * v);
+            for (int r = 0; r < rows; r++)
+                acc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r][v]), _mm512_mul_ps(_mm512_set1_ps(wd[(size_t)r * nb + b]), dx),
+                                            acc[r][v]);
+        }
+    }
+    float tile[INT8_ROWS][32];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(&tile[r][16 * v], acc[r][v]);
+    for (int r = 0; r < rows; r++)
+        for (int l = 0; l < 16 * vecs && t + l < m->T; l++) matmul_store(m, o + r, t + l, tile[r][l]);
+}
+
+static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    uint8_t *wq = (uint8_t *)(m->w_tiles + (size_t)thread * TILE_MAX_ROWS * m->n_in);
+    float *wd = (float *)(wq + (size_t)INT8_ROWS * nb * QBLOCK);  /* (a tile holds 32 bytes a weight: room for both) */
+    for (int o = begin; o < end; o += INT8_ROWS) {
+        const int rows = end - o < INT8_ROWS ? end - o : INT8_ROWS;
+        KERNEL(unpack_int8_rows)(m, o, rows, wq, wd);
+        int t = 0;
+        if (rows == INT8_ROWS) {
+            for (; t + 32 <= m->T_padded; t += 32) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 2);
+            for (; t < m->T_padded; t += 16) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 1);
+        } else {
+            for (int r = 0; r < rows; r++)
+                for (t = 0; t < m->T_padded; t += 16) KERNEL(int8_tile)(m, wq + (size_t)r * nb * QBLOCK, wd + (size_t)r * nb, o + r, t, 1, 1);
+        }
+    }
+    matmul_finish(m, begin, end);
+}
+#endif
+
 /* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
  * the pool; more than MATMUL_POSITIONS positions go in chunks of that many. */
 static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
@@ -350,8 +501,21 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
         Matmul m = {out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, scratch->in_t, (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH,
                     w->data, w->dtype, w->row_bytes, scratch->w_tiles, scratch->xq, scratch->xd, scratch->xsum, bias, n, w->cols,
                     w->rows, epilogue, KERNEL(gelu)};
-        if (n < BATCH_MIN) {
-            if (w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0) quantize_activations(&m);
+        const bool quantized = w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0;
+#if KERNELS_ISA == ISA_AVX512
+        if (quantized && n >= BATCH_MIN) {
+            m.T_padded = (n + 15) / 16 * 16;
+            const int nb = (m.n_in + QBLOCK - 1) / QBLOCK;
+            pool_run(pool, quantize_batch_task, &m, nb, pool_chunk(pool, nb, 1));
+            pool_run(pool, KERNEL(matmul_int8_task), &m, m.n_out, pool_chunk(pool, m.n_out, INT8_ROWS));
+            continue;
+        }
+#endif
+        /* q8_0 and q4_0 are integer products on quantized activations at any batch size (here:
+         * the decoding kernel, a few weight rows at a time against every position), so that each
+         * instruction set computes the same sums */
+        if (n < BATCH_MIN || quantized) {
+            if (quantized) quantize_activations(&m);
             pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
             continue;
         }
@@ -446,6 +610,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef qdot_zero
 #undef qdot_fma
 #undef KERNELS_NAME
+#undef INT8_ROWS
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
 #undef VEC_WIDTH
 #undef BATCH_ROWS
