@@ -1090,6 +1090,7 @@ static void quantize_activations(Matmul *m) {
         }
 }
 
+#if defined(__x86_64__) && !defined(GPT2_SCALAR) /* only the AVX-512 kernels use it */
 /* The batch's activations for the integer GEMM, one task item per block b of 32 channels: for
  * each k-group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1 side by side, so a
  * vector load takes 4 channels of 16 positions, the shape of a 4-way byte dot product; the
@@ -1112,6 +1113,7 @@ static void quantize_batch_task(void *arg, int begin, int end, int thread) {
         }
     }
 }
+#endif
 
 /* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
  *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
