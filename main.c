@@ -305,7 +305,7 @@ static void print_bench(gpt2_model *model, const char *path, int threads, bool j
                gpt2_model_file_size(model) / 1e6);
         printf("machine  %s, %d cores available, %s kernels\n", cpu, gpt2_available_cores(), kernels ? kernels : gpt2_kernel_name());
         printf("load     %.2f ms (the mapping and the tokenizer's tables)\n", gpt2_model_load_ms(model));
-        printf("%-9s%12s%12s%12s%12s%19s%11s\n", "threads", "prefill 128", "prefill 512", "decode", "decode@512", "decode GB/s", "peak RSS");
+        printf("%-9s%12s%12s%12s%12s%23s%11s\n", "threads", "prefill 128", "prefill 512", "decode", "decode@512", "decode GB/s", "peak RSS");
     }
     for (int k = 0; k < n_counts; k++) {
         BenchResult r = bench(model, counts[k]);
@@ -325,7 +325,7 @@ static void print_bench(gpt2_model *model, const char *path, int threads, bool j
             const double v[4] = {r.prefill128, r.prefill512, r.decode, r.decode512};
             for (int i = 0; i < 4; i++) snprintf(cells[i], sizeof cells[i], isfinite(v[i]) ? "%.1f" : "-", v[i]);
             snprintf(gb, sizeof gb, "%.1f of %.1f (%.0f%%)", r.decode_gbps, r.machine_gbps, 100 * r.decode_gbps / r.machine_gbps);
-            printf("%-9d%12s%12s%12s%12s%19s%8.0f MB\n", r.threads, cells[0], cells[1], cells[2], cells[3], gb, r.rss_mb);
+            printf("%-9d%12s%12s%12s%12s%23s%8.0f MB\n", r.threads, cells[0], cells[1], cells[2], cells[3], gb, r.rss_mb);
         }
         fflush(stdout);
     }

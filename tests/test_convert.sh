@@ -126,7 +126,7 @@ expect_usage_error() {  # STATUS DESCRIPTION ARGS...
         echo "ok   command line, $what: $(cat "$out/stderr")"
     fi
 }
-if "$convert" --help >"$out/stdout" 2>"$out/stderr" && grep -q '^usage: export/convert HF_DIR OUT.bin' "$out/stdout" &&
+if "$convert" --help >"$out/stdout" 2>"$out/stderr" && grep -q '^usage: export/convert \[--dtype TYPE\] HF_DIR OUT.bin' "$out/stdout" &&
     [ ! -s "$out/stderr" ] && "$convert" -h >/dev/null; then
     echo "ok   command line, --help and -h"
 else
@@ -135,7 +135,9 @@ fi
 expect_usage_error 2 "no arguments"
 expect_usage_error 2 "one argument" "$fixture"
 expect_usage_error 2 "three arguments" "$fixture" "$out/x.bin" extra
-expect_usage_error 2 "unknown option" --dtype f16 "$fixture" "$out/x.bin"
+expect_usage_error 2 "unknown option" --bogus "$fixture" "$out/x.bin"
+expect_usage_error 2 "unknown type" --dtype f8 "$fixture" "$out/x.bin"
+expect_usage_error 2 "--dtype without a type" --dtype
 expect_usage_error 1 "no such directory" "$out/no-such-dir" "$out/x.bin"
 expect_usage_error 1 "output directory missing" "$fixture" "$out/no-such-dir/x.bin"
 [ -e "$out/no-such-dir/x.bin.tmp" ] && problem "command line: a .tmp file was left behind"
