@@ -159,7 +159,10 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
         for (int r = 0; r < rows; r++) acc[r] = vec_zero();                                                   \
         for (int i = 0; i < nv; i += VEC_WIDTH) {                                                             \
             vec xv = vec_load(x + i);                                                                         \
-            for (int r = 0; r < rows; r++) acc[r] = vec_fma(LOAD(w + r * ws + i), xv, acc[r]);               \
+            for (int r = 0; r < rows; r++) {                                                                  \
+                PREFETCH(w + (r + rows) * ws + i);  /* the next tile's rows, a tile ahead */                   \
+                acc[r] = vec_fma(LOAD(w + r * ws + i), xv, acc[r]);                                           \
+            }                                                                                                 \
         }                                                                                                     \
         for (int r = 0; r < rows; r++) {                                                                      \
             float s = vec_sum(acc[r]);                                                                        \
@@ -269,6 +272,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
         const __m512 sx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(in_group, xsum + g)), _mm512_set1_ps(offset));
         __m512 scale[DOT_ROWS];
         for (int r = 0; r < rows; r++) {
+            PREFETCH(w + (r + rows) * ws + quants + 2 * (size_t)g);
             const __m256i d16 = _mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g);
             scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(d16), dx);
             correction[r] = _mm512_fmadd_ps(scale[r], sx, correction[r]);
@@ -280,6 +284,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
             const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * block_bytes;
+                PREFETCH(row + rows * ws);
                 __m512i q;
                 if (q4) {
                     const __m512i packed = _mm512_castsi256_si512(_mm256_maskz_loadu_epi8((__mmask32)in_pair, row));
@@ -308,6 +313,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     for (int b = 0; b < nb; b++) {
         for (int r = 0; r < rows; r++) {
             const uint8_t *row = w + r * ws;
+            PREFETCH(row + rows * ws + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
             const float scale = f16_to_f32(d16) * xd[b];
