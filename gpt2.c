@@ -1053,6 +1053,20 @@ static inline void matmul_store(const Matmul *m, int o, int t, float y) {
     else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_finish */
 }
 
+/* A tile of outputs o … o + rows - 1 at positions t … t + n - 1, tile[r][l] for output o + r at
+ * position t + l (tile rows `stride` apart): the same as matmul_store on each, with the
+ * epilogue and the bias decided once a row. */
+static inline void matmul_store_tile(const Matmul *m, int o, int rows, int t, int n, const float *tile, int stride) {
+    for (int r = 0; r < rows; r++) {
+        const float b = m->bias ? m->bias[o + r] : 0.0f, *y = tile + (size_t)r * stride;
+        float *out = m->out + (size_t)t * m->n_out + o + r;
+        if (m->epilogue == ACCUMULATE)
+            for (int l = 0; l < n; l++) out[(size_t)l * m->n_out] += y[l] + b;
+        else
+            for (int l = 0; l < n; l++) out[(size_t)l * m->n_out] = y[l] + b;
+    }
+}
+
 static void matmul_finish(const Matmul *m, int begin, int end) {
     if (m->epilogue == STORE_GELU)
         for (int t = 0; t < m->T; t++) {
@@ -1082,7 +1096,11 @@ static float quantize_block(const float *x, int n, int8_t q[QBLOCK], int32_t *su
     const float d = amax / 127.0f, inv = d > 0 ? 1.0f / d : 0.0f;
     int32_t s = 0;
     for (int k = 0; k < QBLOCK; k++) {
-        q[k] = k < n ? (int8_t)lrintf(x[k] * inv) : 0;
+        /* round to nearest, ties to even, as lrintf does, by adding and taking away 1.5·2²³
+         * (|v| ≤ 127: the sum's last bit is the units); plain arithmetic, which vectorizes */
+        const float v = k < n ? x[k] * inv : 0.0f;
+        const float rounded = (v + 12582912.0f) - 12582912.0f;
+        q[k] = (int8_t)rounded;
         s += q[k];
     }
     *sum = s;

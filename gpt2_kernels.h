@@ -74,6 +74,11 @@
 #define BATCH_VECS 4
 #define KERNELS_NAME "scalar"
 #endif
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
+#define scalar_f16(h) _cvtsh_ss(h)  /* one half, by the instruction (F16C) */
+#else
+#define scalar_f16(h) f16_to_f32(h)
+#endif
 #define DOT_ROWS 4    /* weight rows a decoding tile reads side by side */
 #define TILE_MAX_ROWS 8
 #define TILE_MAX_VECS 4
@@ -316,7 +321,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
             PREFETCH(row + rows * ws + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
-            const float scale = f16_to_f32(d16) * xd[b];
+            const float scale = scalar_f16(d16) * xd[b];
             if (q4) {
                 acc[r] = qdot_fma(KERNEL(dot_i8_q4)(row + (size_t)b * (QBLOCK / 2), xq + (size_t)b * QBLOCK), scale, acc[r]);
                 correction[r] += scale * (float)(8 * xsum[b]);
@@ -354,9 +359,8 @@ static ALWAYS_INLINE void KERNEL(batch_tile)(const Matmul *m, const float *w, si
                                              const int vecs) {
     float tile[TILE_MAX_ROWS][TILE_MAX_VECS * VEC_WIDTH];
     KERNEL(gemm_tile)(&tile[0][0], TILE_MAX_VECS * VEC_WIDTH, w, ws, 1, m->in_t + t, m->T_padded, m->n_in, rows, vecs);
-    for (int r = 0; r < rows; r++)
-        for (int l = 0; l < vecs * VEC_WIDTH && t + l < m->T; l++)  /* padding lanes are dropped */
-            matmul_store(m, o + r, t + l, tile[r][l]);
+    const int n = m->T - t < vecs * VEC_WIDTH ? m->T - t : vecs * VEC_WIDTH;  /* padding lanes are dropped */
+    matmul_store_tile(m, o, rows, t, n, &tile[0][0], TILE_MAX_VECS * VEC_WIDTH);
 }
 
 /* Weight rows [o, o + rows) as f32 rows n_in apart, in this thread's tile: a row of f32 weights
@@ -390,6 +394,8 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     int o = begin;
     for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
         const float *w = KERNEL(f32_rows)(m, o, BATCH_ROWS, thread, &ws);
+        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes;  /* arriving meanwhile */
+        for (size_t i = 0; o + BATCH_ROWS < end && i < (size_t)BATCH_ROWS * m->row_bytes; i += 64) PREFETCH(next + i);
         int t = 0;
         for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS);
         for (; t < m->T_padded; t += VEC_WIDTH) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1);
@@ -432,7 +438,7 @@ static void KERNEL(unpack_int8_rows)(const Matmul *m, int o, int rows, uint8_t *
             }
             uint16_t h;
             memcpy(&h, row + quants + 2 * (size_t)b, 2);
-            d[(size_t)r * nb + b] = f16_to_f32(h);
+            d[(size_t)r * nb + b] = scalar_f16(h);
         }
     }
 }
@@ -473,8 +479,7 @@ static ALWAYS_INLINE void KERNEL(int8_tile)(const Matmul *m, const uint8_t *wq, 
     float tile[INT8_ROWS][32];
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < vecs; v++) _mm512_storeu_ps(&tile[r][16 * v], acc[r][v]);
-    for (int r = 0; r < rows; r++)
-        for (int l = 0; l < 16 * vecs && t + l < m->T; l++) matmul_store(m, o + r, t + l, tile[r][l]);
+    matmul_store_tile(m, o, rows, t, m->T - t < 16 * vecs ? m->T - t : 16 * vecs, &tile[0][0], 32);
 }
 
 static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
@@ -485,6 +490,9 @@ static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) 
     for (int o = begin; o < end; o += INT8_ROWS) {
         const int rows = end - o < INT8_ROWS ? end - o : INT8_ROWS;
         KERNEL(unpack_int8_rows)(m, o, rows, wq, wd);
+        /* the next tile's rows arrive while this one computes */
+        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + rows) * m->row_bytes;
+        for (size_t i = 0; o + rows < end && i < (size_t)INT8_ROWS * m->row_bytes; i += 64) PREFETCH(next + i);
         int t = 0;
         if (rows == INT8_ROWS) {
             for (; t + 32 <= m->T_padded; t += 32) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 2);
@@ -615,6 +623,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef QDOT_ACC
 #undef qdot_zero
 #undef qdot_fma
+#undef scalar_f16
 #undef KERNELS_NAME
 #undef INT8_ROWS
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
