@@ -12,6 +12,7 @@
  * A shape written (T, C) is a row-major array: T rows of C floats.
  */
 #define _GNU_SOURCE  /* sched_getaffinity, CPU_COUNT; harmless elsewhere */
+#define _FILE_OFFSET_BITS 64  /* files past 2 GB on 32-bit systems too */
 #include "gpt2.h"
 
 #include <errno.h>
@@ -1099,7 +1100,8 @@ static float quantize_block(const float *x, int n, int8_t q[QBLOCK], int32_t *su
         /* round to nearest, ties to even, as lrintf does, by adding and taking away 1.5·2²³
          * (|v| ≤ 127: the sum's last bit is the units); plain arithmetic, which vectorizes */
         const float v = k < n ? x[k] * inv : 0.0f;
-        const float rounded = (v + 12582912.0f) - 12582912.0f;
+        float rounded = v + 12582912.0f;  /* (an assignment rounds to float, on x87 too) */
+        rounded -= 12582912.0f;
         q[k] = (int8_t)rounded;
         s += q[k];
     }
@@ -1429,7 +1431,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* every element is 4 bytes (float or int); x, xn and attn are batch_C, qkv 3 and fc 4 of it */
     if (!add_u64(k_cache, v_cache, &total) || !add_u64(total, 10 * batch_C + scratch + scores + logits + tokens, &total) ||
-        !mul_u64(total, 4, &total) || total > limit)
+        !mul_u64(total, 4, &total) || total > limit || total > SIZE_MAX)  /* (SIZE_MAX: a 32-bit size_t) */
         return false;
     *s = (ContextSizes){(size_t)k_cache, (size_t)v_cache, (size_t)batch_C, (size_t)scores, (size_t)logits, (size_t)tokens};
     return true;

@@ -100,7 +100,9 @@ static inline float KERNEL(sum8)(__m256 v) {
 static inline float KERNEL(exp_approx)(float x) {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     const float round_magic = 12582912.0f;  /* 1.5 · 2^23: adding and subtracting it rounds */
-    float n = (x * 1.44269504088896341f + round_magic) - round_magic;
+    /* two statements: each assignment rounds to float, also where arithmetic is wider (x87) */
+    float n = x * 1.44269504088896341f + round_magic;
+    n -= round_magic;
     float r = (x - n * 0.693145751953125f) - n * 1.428606765330187045e-06f;
     float p = 1.0f / 720;
     p = p * r + 1.0f / 120;

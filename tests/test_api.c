@@ -209,7 +209,7 @@ static void test_context_sizes(void) {
     CHECK(context_sizes(&gpt2_xl, 1024, 1040, 4, UINT32_MAX, &s), "GPT-2 1.5B fits in 32 bits");
     CHECK(!context_sizes(&gpt2_xl, 1024, 1040, 4, 500u << 20, &s), "GPT-2 1.5B does not fit in 500 MB");
     CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, UINT32_MAX, &s), "the largest config a file may declare, 32 bits");
-    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, UINT64_MAX, &s) || s.k_cache >= (size_t)1 << 40,
+    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, UINT64_MAX, &s) || (uint64_t)s.k_cache >= (uint64_t)1 << 40,
           "the largest config in 64 bits: either refused or computed exactly");
 
     /* A real file whose full context would need ~137 GB of KV cache: 1024 layers of 16 channels

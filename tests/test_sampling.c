@@ -429,7 +429,7 @@ static void test_generate(const char *path) {
     }
     Collected got = {0}, want = {0};
     for (int i = 0; i < 20; i++) {
-        size_t len;
+        size_t len = 0;
         const char *b = gpt2_token_bytes(m, expect[i], &len);
         want.text = realloc(want.text, want.len + len + 1);
         memcpy(want.text + want.len, b, len);

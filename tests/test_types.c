@@ -16,6 +16,9 @@
  *   each type, and thread counts bit for bit (test_wide);
  * - damaged quantized files are refused. */
 #include "../gpt2.c"
+#if NATIVE_ISA == ISA_SCALAR  /* a plain-C build: its own table is the plain C one */
+#define kernels_table_scalar kernels_table
+#endif
 #include "../export/json.h"
 
 static int failures;
