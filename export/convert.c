@@ -26,6 +26,7 @@
  * Dimensions: L = n_layer, C = n_embd, V = vocab_size, P = n_ctx (learned positions).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _FILE_OFFSET_BITS 64  /* checkpoints past 2 GB on 32-bit systems too */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -269,9 +270,9 @@ static int parse_config(const json_file *f, hf_config *config, char *err) {
     if ((v = json_get(f->root, "layer_norm_epsilon"))) {
         if (v->type != JSON_NUMBER)
             return fail(err, "%s: layer_norm_epsilon: expected a number, got %s", f->path, json_snippet(f, v, quoted));
-        c->ln_eps = (float)v->number;
-        if (!(c->ln_eps > 0 && c->ln_eps < 1))
+        if (!(v->number > 0 && v->number < 1) || !((float)v->number > 0))  /* (checked as a double: no cast out of range) */
             return fail(err, "%s: layer_norm_epsilon: %s is outside (0, 1)", f->path, json_snippet(f, v, quoted));
+        c->ln_eps = (float)v->number;
     }
 
     /* The math gpt2.c implements: tanh GELU, a 4C MLP, attention scaled by 1/sqrt(HS). */
@@ -379,7 +380,7 @@ static int is_mask_buffer(const char *name) {
 /* Reads one header entry {"dtype", "shape", "data_offsets"} into t and checks it against
  * the data section. */
 static int read_tensor_entry(const safetensors *st, const json_value *entry, st_tensor *t, char *err) {
-    char quoted[SNIPPET_SIZE];
+    char quoted[SNIPPET_SIZE], other[SNIPPET_SIZE];
     show(entry->key, entry->key_len, 0, quoted);
     if (entry->type != JSON_OBJECT) return fail(err, "%s: tensor %s: expected an object", st->path, quoted);
     t->name = entry->key;
@@ -391,7 +392,7 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
         if (json_key_is(m, "dtype")) dtype = m;
         else if (json_key_is(m, "shape")) shape = m;
         else if (json_key_is(m, "data_offsets")) offsets = m;
-        else return fail(err, "%s: tensor %s: unknown key \"%.40s\"", st->path, quoted, m->key);
+        else return fail(err, "%s: tensor %s: unknown key %s", st->path, quoted, snippet(m->key, m->key_len, other));
     }
     if (!dtype || !shape || !offsets)
         return fail(err, "%s: tensor %s: missing \"%s\"", st->path, quoted,
@@ -403,7 +404,8 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
         if (strcmp(dtype->string, DTYPES[i].name) == 0) t->dtype = i;
     /* A mask buffer is skipped whatever its dtype, so one this list lacks is no error. */
     if (t->dtype < 0 && !is_mask_buffer(t->short_name))
-        return fail(err, "%s: tensor %s: unknown dtype \"%.20s\"", st->path, quoted, dtype->string);
+        return fail(err, "%s: tensor %s: unknown dtype %s", st->path, quoted,
+                    snippet(dtype->string, dtype->string_len, other));
 
     if (shape->type != JSON_ARRAY) return fail(err, "%s: tensor %s: shape is not an array", st->path, quoted);
     if (shape->count > SAFETENSORS_MAX_DIMS)
@@ -450,6 +452,9 @@ static int read_tensor_entry(const safetensors *st, const json_value *entry, st_
     return 0;
 }
 
+/* A tensor's name for a message: it may hold any character but NUL, a newline for one. */
+static const char *tensor_name(const st_tensor *t, char out[SNIPPET_SIZE]) { return show(t->name, strlen(t->name), 0, out); }
+
 static int compare_by_begin(const void *a, const void *b) {
     const st_tensor *x = *(const st_tensor *const *)a, *y = *(const st_tensor *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
@@ -469,8 +474,9 @@ static int check_tensor_layout(const safetensors *st, char *err) {
         const st_tensor *t = sorted[i];
         if (t->begin == t->end) continue;  /* no bytes, nothing to overlap */
         if (last && t->begin < last->end) {
-            fail(err, "%s: tensors %s [%llu, %llu] and %s [%llu, %llu] overlap", st->path, last->name,
-                 (unsigned long long)last->begin, (unsigned long long)last->end, t->name,
+            char a[SNIPPET_SIZE], b[SNIPPET_SIZE];
+            fail(err, "%s: tensors %s [%llu, %llu] and %s [%llu, %llu] overlap", st->path, tensor_name(last, a),
+                 (unsigned long long)last->begin, (unsigned long long)last->end, tensor_name(t, b),
                  (unsigned long long)t->begin, (unsigned long long)t->end);
             free(sorted);
             return -1;
@@ -488,11 +494,12 @@ static int compare_by_short_name(const void *a, const void *b) {
 /* Sorts the tensors by name for safetensors_find, rejecting two names for one tensor (with
  * and without the prefix, the only way two keys of the header can agree). */
 static int index_tensors(safetensors *st, char *err) {
+    char a[SNIPPET_SIZE], b[SNIPPET_SIZE];
     qsort(st->tensors, st->n_tensors, sizeof *st->tensors, compare_by_short_name);
     for (size_t i = 1; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i - 1].short_name, st->tensors[i].short_name) == 0)
-            return fail(err, "%s: tensors %s and %s are the same tensor", st->path, st->tensors[i - 1].name,
-                        st->tensors[i].name);
+            return fail(err, "%s: tensors %s and %s are the same tensor", st->path, tensor_name(&st->tensors[i - 1], a),
+                        tensor_name(&st->tensors[i], b));
     return 0;
 }
 
@@ -1054,7 +1061,8 @@ done:
     return status;
 }
 
-static int convert(const char *hf_dir, const char *out_path, const gpt2_weight_types *types, char *err) {
+/* Converts hf_dir into out_path; on success prints one line of summary to report (unless NULL). */
+static int convert(const char *hf_dir, const char *out_path, const gpt2_weight_types *types, FILE *report, char *err) {
     hf_config config;
     tokenizer tok;
     safetensors st;
@@ -1100,9 +1108,10 @@ static int convert(const char *hf_dir, const char *out_path, const gpt2_weight_t
     const gpt2_config *c = &config.model;
     double n_params = 0;
     for (int i = 0; i < n; i++) n_params += (double)plan[i].rows * plan[i].cols;
-    fprintf(stderr, "wrote %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM params, %s, %.*f MB\n",
-            out_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, n_params / 1e6,
-            gpt2_dtype_name(types->matrices), megabytes < 100 ? 1 : 0, megabytes);
+    if (report)
+        fprintf(report, "wrote %s: %d layers, %d heads, %d channels, ctx %d, vocab %d, %.1fM params, %s, %.*f MB\n",
+                out_path, c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, n_params / 1e6,
+                gpt2_dtype_name(types->matrices), megabytes < 100 ? 1 : 0, megabytes);
     status = 0;
 done:
     free(plan);
@@ -1210,7 +1219,7 @@ int main(int argc, char **argv) {
     const gpt2_weight_types types = gpt2_default_types(dtype);
     struct stat in;
     const int is_file = stat(args[0], &in) == 0 && S_ISREG(in.st_mode);
-    if ((is_file ? retype(args[0], args[1], &types, err) : convert(args[0], args[1], &types, err)) < 0) {
+    if ((is_file ? retype(args[0], args[1], &types, err) : convert(args[0], args[1], &types, stderr, err)) < 0) {
         fprintf(stderr, "convert: %s\n", err);
         return 1;
     }

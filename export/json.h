@@ -410,8 +410,16 @@ static inline int json_check_unique_keys(json_parser *p, json_value *object) {
     for (size_t i = 1; i < n; i++) {
         if (members[i]->key_len == members[i - 1]->key_len &&
             memcmp(members[i]->key, members[i - 1]->key, members[i]->key_len) == 0) {
-            char what[96];
-            snprintf(what, sizeof what, "duplicate key \"%.60s\"", members[i]->key);
+            /* (the first 60 bytes of the name, control characters escaped: a message is one line) */
+            char name[4 * 60 + 1], what[sizeof name + 32];
+            size_t k = 0;
+            for (size_t j = 0; j < members[i]->key_len && j < 60; j++) {
+                unsigned char c = (unsigned char)members[i]->key[j];
+                if (c < 0x20 || c == 0x7F) k += (size_t)snprintf(name + k, sizeof name - k, "\\x%02x", c);
+                else name[k++] = (char)c;
+            }
+            name[k] = 0;
+            snprintf(what, sizeof what, "duplicate key \"%s\"", name);
             json_fail_at(p, members[i]->key_start, what);
             free(members);
             return -1;

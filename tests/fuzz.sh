@@ -17,9 +17,13 @@ if ! command -v "$cc" >/dev/null || ! echo "$probe" | "$cc" -fsanitize=fuzzer -x
     echo "fuzz_$name: skipped: clang libFuzzer not available"
     exit 0
 fi
+# fuzz_convert #includes export/convert.c, a program linked with the engine (the others
+# #include gpt2.c)
+sources="tests/fuzz_$name.c"
+if [ "$name" = convert ]; then sources="$sources gpt2.c"; fi
 "$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread -Ibuild \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -o "build/fuzz_$name" "tests/fuzz_$name.c" -lpthread -lm
+    -o "build/fuzz_$name" $sources -lpthread -lm
 log=build/fuzz_$name.log
 seeds=
 if [ -d "tests/fuzz_${name}_seeds" ]; then seeds="tests/fuzz_${name}_seeds"; fi
