@@ -41,8 +41,14 @@ export/convert: export/convert.c $(ENGINE)
 build:
 	mkdir -p build
 
-# Seconds each libFuzzer target runs in `make test` (longer runs: make test FUZZ_SECONDS=600).
-FUZZ_SECONDS ?= 25
+# Seconds each libFuzzer target runs in `make test` (longer runs: make test FUZZ_SECONDS=600),
+# and in `make fuzz`, which runs every target: the model loader, the tokenizer, the server's
+# request parser and the converter's parsers.
+FUZZ_SECONDS ?= 15
+FUZZ_LONG_SECONDS ?= 1800
+fuzz:
+	$(MAKE) test-fuzz-loader test-tokenizer-fuzz test-fuzz-server test-fuzz-convert FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
+.PHONY: fuzz
 
 # ---- engine tests ----------------------------------------------------------------------
 # The forward pass against the reference logits with every kernel this machine can run (the
@@ -58,8 +64,6 @@ build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
 build/test_engine-portable: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
-build/test_engine-neon: tests/test_engine.c export/json.h $(ENGINE) | build
-	aarch64-linux-gnu-gcc $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/%-san: tests/%.c $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
 build/gpt2-san: $(CLI) $(ENGINE) | build
@@ -79,9 +83,14 @@ test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bi
 # for ARM (NEON, under qemu)
 test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin
 	build/test_engine-portable $(REFERENCES)
-	@if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then \
-		$(MAKE) -s build/test_engine-neon && qemu-aarch64 -L /usr/aarch64-linux-gnu build/test_engine-neon $(REFERENCES); \
-	else echo "skipped: NEON kernels (install gcc-aarch64-linux-gnu and qemu-user to run them)"; fi
+
+# other machines under qemu-user: 64-bit ARM (the NEON kernels) and 32-bit ARM (armhf: 32-bit
+# sizes and offsets), each skipped with a note when its cross compiler or qemu is missing
+test-emulated: build/tiny.bin build/odd.bin
+	tests/test_emulated.sh aarch64 build
+	tests/test_emulated.sh armhf build
+ENGINE_TESTS += test-emulated
+.PHONY: test-emulated
 
 # weight types: conversions, quantization round trips, every type x kernel set x path against
 # the references and against plain C, damaged quantized files
@@ -138,6 +147,100 @@ test-valgrind: build/gpt2-valgrind build/tiny.bin
 			build/gpt2-valgrind build/tiny.bin --ids 464,3290,318 --logits build/valgrind.f32 -n 0 && \
 		echo "test_valgrind: ok (no memory errors, no leaks)"; \
 	else echo "skipped: valgrind not installed"; fi
+
+# ---- the library, installing, static binaries ------------------------------------------
+# `make install` (PREFIX=/usr/local; DESTDIR= to stage a package): gpt2, export/convert as
+# gpt2-convert, train_gpt2, gpt2.h, libgpt2.a, libgpt2.so (soname libgpt2.so.0, exporting only
+# gpt2_*) and gpt2.pc for pkg-config; `make uninstall` removes those files (and no directory).
+# The library is built as the programs are: for this CPU unless `make NATIVE=`.
+VERSION = 0.1.0
+SOVERSION = 0
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+INSTALL ?= install
+SONAME = libgpt2.so.$(SOVERSION)
+LIBGPT2 = build/libgpt2.a build/$(SONAME) build/gpt2.pc
+.PHONY: lib install uninstall static static-aarch64 FORCE
+lib: $(LIBGPT2)
+
+# build/gpt2.o: the engine as one object (rule above, with test-api)
+build/libgpt2.a: build/gpt2.o
+	rm -f $@ && $(AR) rcs $@ build/gpt2.o
+build/gpt2-pic.o: $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ gpt2.c
+# the version script keeps everything but the API (libgcc's CPU detection, for one) local
+build/libgpt2.map: | build
+	printf '{ global: gpt2_*; local: *; };\n' >$@
+build/$(SONAME): build/gpt2-pic.o build/libgpt2.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=build/libgpt2.map -o $@ build/gpt2-pic.o $(LDLIBS)
+# written on every run: it holds PREFIX, which each `make install` may change
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+build/gpt2.pc: FORCE | build
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(PC_LIBDIR)' 'includedir=$(PC_INCLUDEDIR)' '' 'Name: gpt2' \
+		'Description: GPT-2 inference in one file of C' 'Version: $(VERSION)' 'Cflags: -I$${includedir}' \
+		'Libs: -L$${libdir} -lgpt2' 'Libs.private: $(LDLIBS)' >$@
+
+install: gpt2 export/convert train_gpt2 $(LIBGPT2)
+	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(LIBDIR)/pkgconfig"
+	$(INSTALL) -m 755 gpt2 "$(DESTDIR)$(BINDIR)/gpt2"
+	$(INSTALL) -m 755 export/convert "$(DESTDIR)$(BINDIR)/gpt2-convert"
+	$(INSTALL) -m 755 train_gpt2 "$(DESTDIR)$(BINDIR)/train_gpt2"
+	$(INSTALL) -m 644 gpt2.h "$(DESTDIR)$(INCLUDEDIR)/gpt2.h"
+	$(INSTALL) -m 644 build/libgpt2.a "$(DESTDIR)$(LIBDIR)/libgpt2.a"
+	$(INSTALL) -m 755 build/$(SONAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(SONAME) "$(DESTDIR)$(LIBDIR)/libgpt2.so"
+	$(INSTALL) -m 644 build/gpt2.pc "$(DESTDIR)$(LIBDIR)/pkgconfig/gpt2.pc"
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/gpt2" "$(DESTDIR)$(BINDIR)/gpt2-convert" "$(DESTDIR)$(BINDIR)/train_gpt2" \
+		"$(DESTDIR)$(INCLUDEDIR)/gpt2.h" "$(DESTDIR)$(LIBDIR)/libgpt2.a" "$(DESTDIR)$(LIBDIR)/$(SONAME)" \
+		"$(DESTDIR)$(LIBDIR)/libgpt2.so" "$(DESTDIR)$(LIBDIR)/pkgconfig/gpt2.pc"
+
+# `make static`: build/gpt2-static, a gpt2 with no shared libraries, on musl where musl-gcc is
+# installed (Debian: musl-tools), else glibc (whose static getaddrinfo still wants the NSS
+# libraries to resolve --host names; addresses work). For this CPU unless `make static NATIVE=`.
+# `make static-aarch64`: build/gpt2-static-aarch64, the same for any 64-bit ARM (glibc).
+STATIC_CC ?= $(if $(shell command -v musl-gcc),musl-gcc,$(CC))
+static: build/gpt2-static
+static-aarch64: build/gpt2-static-aarch64
+build/gpt2-static: $(CLI) $(ENGINE) | build
+	$(STATIC_CC) $(ALL_CFLAGS) -static -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
+build/gpt2-static-aarch64: $(CLI) $(ENGINE) | build
+	aarch64-linux-gnu-gcc $(WARN) $(OPT) -pthread -static -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
+
+# test-install: tests/test_install.sh: `make install` staged (DESTDIR) and to a PREFIX; the
+# files installed, the soname and the exports; tests/embed.c built against the installed copy
+# with nothing but `pkg-config --cflags --libs gpt2`, statically and on libgpt2.so, writing
+# what build/embed writes; `make uninstall` leaves no file behind.
+# test-static: the static binaries have no interpreter and no shared library; build/gpt2-static
+# passes tests/test_cli.sh, and both (the aarch64 one under qemu, when the cross compiler and
+# qemu-user are installed) tokenize as gpt2 does and agree with its --ppl.
+ENGINE_TESTS += test-install test-static
+.PHONY: test-install test-static
+test-install: gpt2 export/convert train_gpt2 $(LIBGPT2) build/embed build/tiny.bin
+	MAKE="$(MAKE)" CC="$(CC)" tests/test_install.sh build/install-test build/tiny.bin build/embed
+test-static: gpt2 build/gpt2-static build/tiny.bin test-badfiles
+	tests/test_static.sh ./gpt2 build/tiny.bin build/gpt2-static
+	tests/test_cli.sh build/gpt2-static build/tiny.bin build/bad
+	@if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then \
+		$(MAKE) -s build/gpt2-static-aarch64 && tests/test_static.sh ./gpt2 build/tiny.bin build/gpt2-static-aarch64 qemu-aarch64; \
+	else echo "skipped: the static aarch64 binary (install gcc-aarch64-linux-gnu and qemu-user to run it)"; fi
+
+# ---- threads under ThreadSanitizer ------------------------------------------------------
+# generation on several threads, contexts sharing a model and a pool, the trainer, the server
+TSAN = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+build/test_engine-tsan build/test_api-tsan: build/%-tsan: tests/%.c export/json.h $(ENGINE) | build
+	$(CC) $(WARN) $(TSAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
+build/gpt2-tsan: $(CLI) $(ENGINE) | build
+	$(CC) $(WARN) $(TSAN) $(NATIVE) -pthread -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
+build/train_gpt2-tsan: train_gpt2.c $(ENGINE) | build
+	$(CC) $(WARN) $(TSAN) $(NATIVE) -pthread -o $@ train_gpt2.c $(LDLIBS)
+test-tsan: build/test_engine-tsan build/test_api-tsan build/gpt2-tsan build/train_gpt2-tsan build/tiny.bin
+	tests/test_tsan.sh build build/tiny.bin tests/tokenizer/unicode_text.txt
+ENGINE_TESTS += test-tsan
+.PHONY: test-tsan
 
 # ---- server tests ----------------------------------------------------------------------
 # test-server: tests/test_server.c drives `gpt2 --serve` over loopback sockets: every endpoint,
@@ -234,7 +337,9 @@ build/tiny.bin build/odd.bin: build/%.bin: export/convert $(addprefix tests/fixt
 # few conversions and rejections under valgrind (leaks, uninitialised reads).
 # test-download: export/download.sh against tests/http_server.c on 127.0.0.1, serving the tiny
 # fixture as the hub serves gpt2 (skipped without curl).
-CONVERT_TESTS = test-convert test-download
+# test-fuzz-convert: config.json, vocab.json, merges.txt and model.safetensors as libFuzzer makes
+# them, each parsed alone and converted whole (skipped without clang's libFuzzer).
+CONVERT_TESTS = test-convert test-download test-fuzz-convert
 CONVERT_TEST_CFLAGS = $(WARN) -O2 -g -pthread
 .PHONY: $(CONVERT_TESTS)
 export/convert: export/json.h
@@ -275,6 +380,9 @@ test-convert: export/convert build/convert-san build/convert-valgrind build/chec
 
 test-download: export/convert build/http_server build/tiny.bin
 	tests/test_download.sh
+
+test-fuzz-convert: | build
+	tests/fuzz.sh convert $(FUZZ_SECONDS) -dict=tests/fuzz_convert.dict
 
 # ---- tokenizer tests -------------------------------------------------------------------
 # test-tokenizer: tests/test_tokenizer.c, natively and under ASan/UBSan: every case of
