@@ -1102,7 +1102,7 @@ static float quantize_block(const float *x, int n, int8_t q[QBLOCK], int32_t *su
         const float v = k < n ? x[k] * inv : 0.0f;
         float rounded = v + 12582912.0f;  /* (an assignment rounds to float, on x87 too) */
         rounded -= 12582912.0f;
-        q[k] = (int8_t)rounded;
+        q[k] = (int8_t)(rounded >= -127.0f && rounded <= 127.0f ? rounded : 0.0f);  /* NaN (from inf or NaN inputs): 0 */
         s += q[k];
     }
     *sum = s;
