@@ -910,7 +910,10 @@ static void pool_run(gpt2_pool *p, task_fn fn, void *arg, int n_items, int chunk
     while (atomic_load_explicit(&p->running, memory_order_acquire) != 0 && spin_more(&spin)) {}
     if (atomic_load_explicit(&p->running, memory_order_acquire) != 0) {
         pthread_mutex_lock(&p->lock);
-        atomic_store(&p->caller_asleep, true);
+        /* an exchange, not a store: a read-modify-write orders this before the load of `running`
+         * below on any machine and emulator (a plain store then load is the pair the Dekker
+         * handshake with the workers needs ordered; qemu-user's ARM-on-x86 did not always) */
+        atomic_exchange(&p->caller_asleep, true);
         while (atomic_load(&p->running) != 0) pthread_cond_wait(&p->finished, &p->lock);
         atomic_store(&p->caller_asleep, false);
         pthread_mutex_unlock(&p->lock);
