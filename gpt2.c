@@ -121,6 +121,12 @@ static uint64_t dtype_row_bytes(gpt2_dtype dtype, uint64_t cols) {
  * f16 and bf16 are converted in software here (the kernels use the CPU's instructions where it
  * has them); q8_0 and q4_0 are blocks of 32 weights with an f16 scale d (FORMAT.md). */
 
+static float f32_from_bits(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
 static float f16_to_f32(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = h >> 10 & 0x1F, mant = h & 0x3FF;
     uint32_t bits;
@@ -133,9 +139,7 @@ static float f16_to_f32(uint16_t h) {
         do m <<= 1, e++; while (!(m & 0x400));
         bits = sign | (uint32_t)(112 - e) << 23 | (m & 0x3FF) << 13;
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return f32_from_bits(bits);
 }
 
 /* Round to nearest, ties to even; past the largest f16, infinity; NaN stays NaN. */
@@ -158,12 +162,7 @@ static uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
-static float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+static float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 
 static uint16_t f32_to_bf16(float f) {
     uint32_t x;
@@ -1055,6 +1054,14 @@ static inline void matmul_store(const Matmul *m, int o, int t, float y) {
     if (m->bias) y += m->bias[o];
     if (m->epilogue == ACCUMULATE) *out += y;
     else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_finish */
+}
+
+/* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
+ * line: the next tile's rows arrive while this one computes. */
+static inline void prefetch_rows(const Matmul *m, int o, int rows, int end) {
+    if (o >= end) return;
+    const uint8_t *first = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+    for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
 }
 
 /* A tile of outputs o … o + rows - 1 at positions t … t + n - 1, tile[r][l] for output o + r at

@@ -396,8 +396,7 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     int o = begin;
     for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
         const float *w = KERNEL(f32_rows)(m, o, BATCH_ROWS, thread, &ws);
-        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes;  /* arriving meanwhile */
-        for (size_t i = 0; o + BATCH_ROWS < end && i < (size_t)BATCH_ROWS * m->row_bytes; i += 64) PREFETCH(next + i);
+        prefetch_rows(m, o + BATCH_ROWS, BATCH_ROWS, end);
         int t = 0;
         for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS);
         for (; t < m->T_padded; t += VEC_WIDTH) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1);
@@ -492,9 +491,7 @@ static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) 
     for (int o = begin; o < end; o += INT8_ROWS) {
         const int rows = end - o < INT8_ROWS ? end - o : INT8_ROWS;
         KERNEL(unpack_int8_rows)(m, o, rows, wq, wd);
-        /* the next tile's rows arrive while this one computes */
-        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + rows) * m->row_bytes;
-        for (size_t i = 0; o + rows < end && i < (size_t)INT8_ROWS * m->row_bytes; i += 64) PREFETCH(next + i);
+        prefetch_rows(m, o + rows, INT8_ROWS, end);
         int t = 0;
         if (rows == INT8_ROWS) {
             for (; t + 32 <= m->T_padded; t += 32) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 2);
