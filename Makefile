@@ -242,6 +242,13 @@ test-tsan: build/test_engine-tsan build/test_api-tsan build/gpt2-tsan build/trai
 ENGINE_TESTS += test-tsan
 .PHONY: test-tsan
 
+# test-compilers: every program compiled, and the engine's and tokenizer's test programs built
+# and run, with gcc and with clang, at -O2 and at -O3, warnings as errors (tests/test_compilers.sh)
+test-compilers: build/tiny.bin build/odd.bin build/page.h
+	tests/test_compilers.sh build "$(NATIVE)" $(REFERENCES)
+ENGINE_TESTS += test-compilers
+.PHONY: test-compilers
+
 # ---- server tests ----------------------------------------------------------------------
 # test-server: tests/test_server.c drives `gpt2 --serve` over loopback sockets: every endpoint,
 # parameter and error, logprobs against --logits, stop sequences, streaming, disconnects, 8 x 50

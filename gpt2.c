@@ -35,6 +35,14 @@
 
 #include "tokenizer.c"
 
+/* Every a·b + c rounds twice, as written, unless a kernel asks for a fused multiply-add: clang
+ * would otherwise fuse where it sees fit (gcc does not in ISO C mode, -std=c11), and the plain-C
+ * kernels would round differently from one compiler to the next; q8_0 and q4_0, which round
+ * activations to 8 bits, then tell them apart by a quantization step. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* ============================================================================================
  * Small utilities
  * ========================================================================================== */
