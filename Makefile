@@ -460,7 +460,17 @@ bench-tokenizer: build/test_tokenizer build/tiny.bin
 		echo "skipped: js-tiktoken and tiktoken (need node and npm)"; \
 	fi
 
-test: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS)
+# ---- the walkthrough -------------------------------------------------------------------
+# docs/WALKTHROUGH.md against the code: the functions it names exist, its computed tables are
+# what the engine reports, its quoted perplexities are what --ppl measures (tests/test_walkthrough.sh)
+DOC_TESTS = test-walkthrough
+.PHONY: $(DOC_TESTS)
+build/walkthrough_numbers: tests/walkthrough_numbers.c $(ENGINE) | build
+	$(CC) $(TEST_CFLAGS) -o $@ tests/walkthrough_numbers.c gpt2.c $(LDLIBS)
+test-walkthrough: build/walkthrough_numbers gpt2 export/convert build/page.h
+	CC="$(CC)" tests/test_walkthrough.sh build
+
+test: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS) $(DOC_TESTS)
 	@echo "all tests passed"
 
 # Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load
