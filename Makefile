@@ -479,6 +479,11 @@ bench: all bench-engine
 bench-engine: gpt2 build/gpt2-124M.bin
 	./gpt2 build/gpt2-124M.bin --bench
 	./gpt2 build/gpt2-124M.bin --bench --threads 1
+# Load time, peak memory and decoding speed for GPT-2 124M, 355M, 774M and 1.5B in every weight
+# type (random weights; the models, 24 GB in all, go to build/sizes/): README's table.
+bench-sizes: gpt2 export/convert build/random_model build/tiny.bin
+	tools/sizes.sh build/sizes build/tiny.bin $(SIZES)
+.PHONY: bench-sizes
 build/random_model: tools/random_model.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) -o $@ tools/random_model.c gpt2.c $(LDLIBS)
 build/gpt2-124M.bin: build/random_model build/tiny.bin
