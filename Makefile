@@ -18,7 +18,7 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 
 ENGINE = gpt2.c gpt2.h gpt2_kernels.h tokenizer.c tokenizer_unicode.h
 
-.PHONY: all test bench bench-engine bench-train clean
+.PHONY: all test test-all bench bench-engine bench-train clean
 all: gpt2 export/convert train_gpt2
 
 # the command-line program: main.c, the server (server.c, with web/index.html compiled in) and
@@ -86,11 +86,11 @@ test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin
 
 # other machines under qemu-user: 64-bit ARM (the NEON kernels) and 32-bit ARM (armhf: 32-bit
 # sizes and offsets), each skipped with a note when its cross compiler or qemu is missing
-test-emulated: build/tiny.bin build/odd.bin
-	tests/test_emulated.sh aarch64 build
-	tests/test_emulated.sh armhf build
+test-emulated: test-emulated-aarch64 test-emulated-armhf
+test-emulated-aarch64 test-emulated-armhf: test-emulated-%: build/tiny.bin build/odd.bin
+	tests/test_emulated.sh $* build
 ENGINE_TESTS += test-emulated
-.PHONY: test-emulated
+.PHONY: test-emulated test-emulated-aarch64 test-emulated-armhf
 
 # weight types: conversions, quantization round trips, every type x kernel set x path against
 # the references and against plain C, damaged quantized files
@@ -311,12 +311,12 @@ test-train: build/test_train build/test_train-san build/tiny.bin
 test-train-cli: train_gpt2 gpt2 build/train_gpt2-valgrind build/tiny.bin test-badfiles
 	tests/test_train_cli.sh ./train_gpt2 ./gpt2 build/tiny.bin build/bad/magic.bin $(SHAKESPEARE)
 	@if command -v valgrind >/dev/null; then \
-		head -c 20000 tests/tokenizer/unicode_text.txt >build/train/valgrind.txt && \
+		mkdir -p build/train-cli && head -c 20000 tests/tokenizer/unicode_text.txt >build/train-cli/valgrind.txt && \
 		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-			build/train_gpt2-valgrind --data build/train/valgrind.txt --vocab 300 --layers 2 --heads 2 --embd 16 --ctx 16 \
-			--batch 2 --steps 3 --eval-every 2 --threads 2 --out build/train/valgrind.bin >/dev/null && \
+			build/train_gpt2-valgrind --data build/train-cli/valgrind.txt --vocab 300 --layers 2 --heads 2 --embd 16 --ctx 16 \
+			--batch 2 --steps 3 --eval-every 2 --threads 2 --out build/train-cli/valgrind.bin >/dev/null && \
 		valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-			build/train_gpt2-valgrind --resume build/train/valgrind.bin --data build/train/valgrind.txt --steps 4 >/dev/null && \
+			build/train_gpt2-valgrind --resume build/train-cli/valgrind.bin --data build/train-cli/valgrind.txt --steps 4 >/dev/null && \
 		echo "test_train valgrind: ok (no memory errors, no leaks, in training and resuming)"; \
 	else echo "skipped: valgrind not installed (trainer)"; fi
 
@@ -470,7 +470,12 @@ build/walkthrough_numbers: tests/walkthrough_numbers.c $(ENGINE) | build
 test-walkthrough: build/walkthrough_numbers gpt2 export/convert build/page.h
 	CC="$(CC)" tests/test_walkthrough.sh build
 
-test: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS) $(DOC_TESTS)
+# `make test` runs the tests on every core (make test JOBS=1: one at a time), each one's output
+# printed together when it ends; `make test-all` runs them as make is told (-j or not).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+test:
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target test-all
+test-all: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS) $(DOC_TESTS)
 	@echo "all tests passed"
 
 # Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load

@@ -13,7 +13,7 @@ shift 2
 cc=${CC_FUZZ:-clang}
 mkdir -p "build/fuzz_${name}_corpus"
 probe='int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return d && n; }'
-if ! command -v "$cc" >/dev/null || ! echo "$probe" | "$cc" -fsanitize=fuzzer -x c -o build/fuzz_probe - 2>/dev/null; then
+if ! command -v "$cc" >/dev/null || ! echo "$probe" | "$cc" -fsanitize=fuzzer -x c -o "build/fuzz_probe_$name" - 2>/dev/null; then
     echo "fuzz_$name: skipped: clang libFuzzer not available"
     exit 0
 fi
