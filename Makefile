@@ -242,9 +242,10 @@ test-tsan: build/test_engine-tsan build/test_api-tsan build/gpt2-tsan build/trai
 ENGINE_TESTS += test-tsan
 .PHONY: test-tsan
 
-# test-compilers: every program compiled, and the engine's and tokenizer's test programs built
-# and run, with gcc and with clang, at -O2 and at -O3, warnings as errors (tests/test_compilers.sh)
-test-compilers: build/tiny.bin build/odd.bin build/page.h
+# test-compilers: with gcc and with clang, at -O2 and at -O3, warnings as errors: the programs
+# built and run through the CLI, server, trainer CLI and converter suites, and the engine's,
+# tokenizer's and trainer's test programs built and run (tests/test_compilers.sh)
+test-compilers: build/tiny.bin build/odd.bin build/page.h build/test_server build/make_hf_variant build/check_convert test-badfiles
 	tests/test_compilers.sh build "$(NATIVE)" $(REFERENCES)
 ENGINE_TESTS += test-compilers
 .PHONY: test-compilers

@@ -1,12 +1,14 @@
 #!/bin/sh
-# The code built by gcc and by clang, at -O2 and at -O3, warnings as errors: every program
-# (gpt2, train_gpt2, export/convert) compiles, and the engine's and the tokenizer's test
-# programs, built the same way, pass — the forward pass against the references with every
-# kernel set, every weight type, the sampler, the library's interface, the tokenizer against
-# tiktoken. `make` and `make test` already build the programs with gcc -O3 and the tests with
-# gcc -O2; this adds the other six builds. A compiler that is not installed is skipped.
+# The code built by gcc and by clang, at -O2 and at -O3, warnings as errors, and tested in each
+# build: the programs (gpt2, train_gpt2, export/convert) through the command line's, the
+# server's, the trainer's command line's and the converter's suites; the test programs (the
+# forward pass against the references with every kernel set, every weight type, the sampler,
+# the library's interface, the trainer against nanoGPT, the tokenizer against tiktoken).
+# `make` and `make test` already build and test the programs with gcc -O3 and the test programs
+# with gcc -O2; this adds the other six builds. A compiler that is not installed is skipped.
 #
 #   tests/test_compilers.sh BUILD_DIR "TARGET_FLAGS" REFERENCES...
+# BUILD_DIR holds bad/ (test-badfiles), test_server, make_hf_variant and check_convert.
 # TARGET_FLAGS: what the other builds add for the CPU (e.g. -march=native).
 set -eu
 build=$1 target=$2
@@ -14,10 +16,13 @@ shift 2
 references="$*"
 tiny=$(echo "$references" | awk '{print $2}')
 warn="-std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror"
-tests="test_engine test_types test_sampling test_api test_tokenizer"
+tests="test_engine test_types test_sampling test_api test_tokenizer test_train"
 jobs=$(nproc 2>/dev/null || echo 1)
 status=0
 done_configs=""
+# the converter's cases (test-convert's, written apart: that test rewrites its own as it starts)
+rm -rf "$build/compilers" && mkdir -p "$build/compilers"
+"$build/make_hf_variant" tests/fixtures/tiny/model "$build/compilers/hf" >/dev/null
 
 for cc in gcc clang; do
     if ! command -v "$cc" >/dev/null; then
@@ -29,7 +34,7 @@ for cc in gcc clang; do
         [ "$cc $opt" = "gcc -O3" ] && programs=no    # `make` builds them so
         [ "$cc $opt" = "gcc -O2" ] && run_tests=no   # `make test` builds them so
         dir=$build/compilers/$cc$opt
-        rm -rf "$dir" && mkdir -p "$dir/types" "$dir/api"
+        rm -rf "$dir" && mkdir -p "$dir/types" "$dir/api" "$dir/train" "$dir/server"
         flags="$warn $opt $target -pthread"
         # one line per compilation, run $jobs at a time
         {
@@ -42,30 +47,42 @@ for cc in gcc clang; do
                 for t in $tests; do echo "$cc $flags -g -o $dir/$t tests/$t.c -lpthread -lm"; done
             fi
         } >"$dir/commands"
-        if ! xargs -P "$jobs" -I{} sh -c '{} 2>>'"$dir/build.log" <"$dir/commands"; then
+        if ! xargs -P "$jobs" -I{} sh -c '{} 2>>'"$dir/build.log" <"$dir/commands" ||
+           { [ $programs = yes ] && ! { $cc -pthread -o "$dir/gpt2" "$dir/main.o" "$dir/server.o" "$dir/gpt2.o" -lpthread -lm &&
+                                        $cc -pthread -o "$dir/train_gpt2" "$dir/train_gpt2.o" -lpthread -lm &&
+                                        $cc -pthread -o "$dir/convert" "$dir/convert.o" "$dir/gpt2.o" -lpthread -lm; } 2>>"$dir/build.log"; }; then
             echo "FAIL: $cc $opt does not build:"; head -30 "$dir/build.log"
             status=1
             continue
         fi
-        [ $programs = yes ] && done_configs="$done_configs programs $cc $opt;"
-        [ $run_tests = yes ] || continue
-        run() {  # NAME ARGS...: prints the test's last line, or its log's end on failure
+        run() {  # NAME COMMAND...: prints the test's last line, or its log's end on failure
             name=$1
             shift
-            if "$dir/$name" "$@" >"$dir/$name.log" 2>&1; then
+            if "$@" >"$dir/$name.log" 2>&1; then
                 echo "  $cc $opt $name: $(tail -n 1 "$dir/$name.log")"
             else
                 echo "FAIL: $cc $opt $name:"; tail -20 "$dir/$name.log"
                 status=1
             fi
         }
+        if [ $programs = yes ]; then
+            run test_cli tests/test_cli.sh "$dir/gpt2" "$tiny" "$build/bad"
+            run test_server "$build/test_server" "$dir/gpt2" "$tiny" "$dir/server"
+            run test_train_cli tests/test_train_cli.sh "$dir/train_gpt2" "$dir/gpt2" "$tiny" "$build/bad/magic.bin"
+            cp "$dir/convert" "$dir/convert-again"  # the script runs each case with two binaries and compares
+            run test_convert env CONVERT="$dir/convert" CONVERT_SAN="$dir/convert-again" CHECK_CONVERT="$build/check_convert" \
+                CONVERT_OUT="$dir/convert-out" tests/test_convert.sh "$build/compilers/hf" tests/fixtures/tiny/model "$tiny"
+            done_configs="$done_configs programs $cc $opt;"
+        fi
+        [ $run_tests = yes ] || continue
         # shellcheck disable=SC2086
-        run test_engine $references
+        run test_engine "$dir/test_engine" $references
         # shellcheck disable=SC2086
-        run test_types $references "$dir/types"
-        run test_sampling "$tiny"
-        run test_api "$tiny" "$dir/api"
-        run test_tokenizer "$tiny" tests/tokenizer/cases.txt
+        run test_types "$dir/test_types" $references "$dir/types"
+        run test_sampling "$dir/test_sampling" "$tiny"
+        run test_api "$dir/test_api" "$tiny" "$dir/api"
+        run test_tokenizer "$dir/test_tokenizer" "$tiny" tests/tokenizer/cases.txt
+        run test_train "$dir/test_train" tests/fixtures/tiny/train "$tiny" "$dir/train" tests/tokenizer/unicode_text.txt
         done_configs="$done_configs tests $cc $opt;"
     done
 done

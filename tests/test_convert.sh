@@ -21,7 +21,7 @@ cases_dir=$1 fixture=$2 plain=$3
 convert=${CONVERT:-export/convert}
 convert_san=${CONVERT_SAN:-build/convert-san}
 check=${CHECK_CONVERT:-build/check_convert}
-out=build/convert-out/$(basename "$cases_dir")
+out=${CONVERT_OUT:-build/convert-out/$(basename "$cases_dir")}
 rm -rf "$out"
 mkdir -p "$out"
 failures=0
