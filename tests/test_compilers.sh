@@ -24,6 +24,18 @@ done_configs=""
 rm -rf "$build/compilers" && mkdir -p "$build/compilers"
 "$build/make_hf_variant" tests/fixtures/tiny/model "$build/compilers/hf" >/dev/null
 
+# NAME COMMAND...: runs one test of the build in $dir, printing its last line, or its log's end on failure
+run() {
+    name=$1
+    shift
+    if "$@" >"$dir/$name.log" 2>&1; then
+        echo "  $cc $opt $name: $(tail -n 1 "$dir/$name.log")"
+    else
+        echo "FAIL: $cc $opt $name:"; tail -20 "$dir/$name.log"
+        status=1
+    fi
+}
+
 for cc in gcc clang; do
     if ! command -v "$cc" >/dev/null; then
         echo "test_compilers: $cc skipped (not installed)"
@@ -55,16 +67,6 @@ for cc in gcc clang; do
             status=1
             continue
         fi
-        run() {  # NAME COMMAND...: prints the test's last line, or its log's end on failure
-            name=$1
-            shift
-            if "$@" >"$dir/$name.log" 2>&1; then
-                echo "  $cc $opt $name: $(tail -n 1 "$dir/$name.log")"
-            else
-                echo "FAIL: $cc $opt $name:"; tail -20 "$dir/$name.log"
-                status=1
-            fi
-        }
         if [ $programs = yes ]; then
             run test_cli tests/test_cli.sh "$dir/gpt2" "$tiny" "$build/bad"
             run test_server "$build/test_server" "$dir/gpt2" "$tiny" "$dir/server"
