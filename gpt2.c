@@ -1010,6 +1010,11 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * floats, 786 KB for GPT-2's 768 channels) stay in cache while every weight row passes. */
 #define MATMUL_POSITIONS 64
 #define MAX_TILE_ROWS 8      /* weight rows one thread widens to f32 at a time (TILE_MAX_ROWS) */
+/* A thread's tile, in floats per input channel (rounded up to whole blocks): MAX_TILE_ROWS
+ * rows widened to f32, or the integer GEMM's panel of 32 rows, a byte a weight and a 4-byte
+ * scale a block of 32 (36 bytes a channel) */
+#define TILE_FLOATS_PER_CHANNEL 9
+static size_t tile_floats(int n_in) { return (size_t)TILE_FLOATS_PER_CHANNEL * (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK); }
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
@@ -1019,7 +1024,7 @@ typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += 
  * position by position when decoding, interleaved for the integer GEMM in a batch. */
 typedef struct {
     float *in_t;       /* (n_in, MATMUL_POSITIONS + 16) */
-    float *w_tiles;    /* (threads, MAX_TILE_ROWS, n_in) */
+    float *w_tiles;    /* (threads, tile_floats(n_in)) */
     int8_t *xq;        /* (MATMUL_POSITIONS, n_in rounded up to QBLOCK) */
     float *xd;         /* (MATMUL_POSITIONS, blocks) */
     int32_t *xsum;     /* (MATMUL_POSITIONS, blocks) */
@@ -1046,7 +1051,7 @@ typedef struct {
 static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
     const size_t nb = (size_t)(max_n_in + QBLOCK - 1) / QBLOCK;
     s->in_t = malloc((size_t)max_n_in * (MATMUL_POSITIONS + 16) * sizeof(float));
-    s->w_tiles = malloc((size_t)n_threads * MAX_TILE_ROWS * (size_t)max_n_in * sizeof(float));
+    s->w_tiles = malloc((size_t)n_threads * tile_floats(max_n_in) * sizeof(float));
     s->xq = malloc(MATMUL_POSITIONS * nb * QBLOCK);
     s->xd = malloc(MATMUL_POSITIONS * nb * sizeof(float));
     s->xsum = malloc(MATMUL_POSITIONS * nb * sizeof(int32_t));
@@ -1136,31 +1141,6 @@ static void quantize_activations(Matmul *m) {
             m->xd[i] = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, m->xq + i * QBLOCK, &m->xsum[i]);
         }
 }
-
-#if defined(__x86_64__) && !defined(GPT2_SCALAR) /* only the AVX-512 kernels use it */
-/* The batch's activations for the integer GEMM, one task item per block b of 32 channels: for
- * each k-group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1 side by side, so a
- * vector load takes 4 channels of 16 positions, the shape of a 4-way byte dot product; the
- * scale of each position's block; and the block's sum × the weights' offset (negated: it starts
- * the integer sums, which is how the offset drops out). */
-static void quantize_batch_task(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
-    (void)thread;
-    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q8_0 ? 128 : 8;
-    uint32_t *words = (uint32_t *)m->xq;
-    for (int b = begin; b < end; b++) {
-        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-        for (int t = 0; t < Tp; t++) {
-            int8_t q[QBLOCK] = {0};
-            int32_t sum = 0;
-            const float d = t < m->T ? quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, q, &sum) : 0.0f;
-            for (int g = 0; g < QBLOCK / 4; g++) memcpy(&words[((size_t)b * (QBLOCK / 4) + g) * Tp + t], q + 4 * g, 4);
-            m->xd[(size_t)b * Tp + t] = d;
-            m->xsum[(size_t)b * Tp + t] = -offset * sum;
-        }
-    }
-}
-#endif
 
 /* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
  *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
@@ -1443,7 +1423,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
     /* the matmuls' scratch: the transposed batch, a tile of weight rows per thread, and the
      * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
-    const uint64_t scratch = (uint64_t)4 * c->n_embd * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * MAX_TILE_ROWS) +
+    const uint64_t scratch = ((uint64_t)4 * c->n_embd + QBLOCK) * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * TILE_FLOATS_PER_CHANNEL) +
                              (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
     const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;

@@ -204,6 +204,7 @@ static inline __m256i KERNEL(dot_i8_q4)(const uint8_t *nibbles, const int8_t *x)
 #define QDOT_ACC __m256
 #define qdot_zero() _mm256_setzero_ps()
 #define qdot_fma(sums, scale, acc) _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(scale), acc)
+#define qdot_less(sums, k) _mm256_sub_epi32(sums, _mm256_zextsi128_si256(_mm_cvtsi32_si128(k)))  /* k off the first lane */
 static inline float KERNEL(qdot_sum)(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -231,6 +232,7 @@ static inline int32x4_t KERNEL(dot_i8_q4)(const uint8_t *nibbles, const int8_t *
 #define QDOT_ACC float32x4_t
 #define qdot_zero() vdupq_n_f32(0.0f)
 #define qdot_fma(sums, scale, acc) vfmaq_n_f32(acc, vcvtq_f32_s32(sums), scale)
+#define qdot_less(sums, k) vsubq_s32(sums, vsetq_lane_s32(k, vdupq_n_s32(0), 0))  /* k off the first lane */
 static inline float KERNEL(qdot_sum)(float32x4_t v) { return vaddvq_f32(v); }
 #else
 static inline int32_t KERNEL(dot_i8_q8)(const int8_t *w, const int8_t *x) {
@@ -246,49 +248,49 @@ static inline int32_t KERNEL(dot_i8_q4)(const uint8_t *nibbles, const int8_t *x)
 #define QDOT_ACC float
 #define qdot_zero() 0.0f
 #define qdot_fma(sums, scale, acc) ((acc) + (float)(sums) * (scale))
+#define qdot_less(sums, k) ((sums) - (k))
 static inline float KERNEL(qdot_sum)(float v) { return v; }
 #endif
 
-/* `rows` outputs of position t from q8_0 or q4_0 rows: Σ_b d_w[b]·d_x[b]·(Σ_k q_w·q_x), less, for
- * q4_0 (whose nibbles are q + 8), 8·d_w[b]·d_x[b]·Σ_k q_x. The activations were quantized into
- * m->xq (see quantize_activations). */
+/* `rows` outputs of position t from q8_0 or q4_0 rows: Σ_b d_w[b]·d_x[b]·(Σ_k q_w·q_x), where
+ * for q4_0, whose nibbles are q + 8, the block's integer sum is Σ_k nibble·q_x − 8·Σ_k q_x,
+ * exact before it is scaled. The activations were quantized into m->xq (see
+ * quantize_activations). */
 #if KERNELS_ISA == ISA_AVX512
 /* Two blocks per 512-bit vector, their products by vpdpbusd (unsigned weights: q8_0's flipped to
- * q + 128, q4_0's nibbles as they are, each block's offset × its activation sum taken off at the
- * end); the scales d_w·d_x of 16 blocks at a time are one vector, spread to the two blocks'
- * lanes by a permute. */
+ * q + 128, q4_0's nibbles as they are), starting from −offset × each block's activation sum in
+ * the block's first lane; the scales d_w·d_x of 16 blocks at a time are one vector, spread to
+ * the two blocks' lanes by a permute. */
 static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
     const int8_t *xq = m->xq + (size_t)t * nb * QBLOCK;
     const float *xd = m->xd + (size_t)t * nb;
-    const int32_t *xsum = m->xsum + (size_t)t * nb;
-    const float offset = q4 ? 8.0f : 128.0f;
+    const int32_t *xsum = m->xsum + (size_t)t * nb, offset = q4 ? 8 : 128;
     /* q4_0: 16 bytes of nibbles per block; [b0, b0, b1, b1] then low nibbles of the first copy,
      * high of the second: the two blocks' 64 values in order */
     const __m512i spread = _mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), low = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8((char)0x80);
     const __m512i shifts = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
     const __m512i lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);  /* block 2j, 2j + 1 */
-    __m512 acc[DOT_ROWS], correction[DOT_ROWS];
-    for (int r = 0; r < rows; r++) acc[r] = correction[r] = _mm512_setzero_ps();
+    __m512 acc[DOT_ROWS];
+    for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g += 16) {  /* 16 blocks: their scales as one vector */
         const int n = nb - g < 16 ? nb - g : 16;
         const __mmask16 in_group = (__mmask16)((1u << n) - 1);
         const __m512 dx = _mm512_maskz_loadu_ps(in_group, xd + g);
-        const __m512 sx = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(in_group, xsum + g)), _mm512_set1_ps(offset));
         __m512 scale[DOT_ROWS];
         for (int r = 0; r < rows; r++) {
             PREFETCH(w + (r + rows) * ws + quants + 2 * (size_t)g);
-            const __m256i d16 = _mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g);
-            scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(d16), dx);
-            correction[r] = _mm512_fmadd_ps(scale[r], sx, correction[r]);
+            scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g)), dx);
         }
         for (int j = 0; j < n; j += 2) {
             const int b = g + j;
-            const __mmask64 in_pair = j + 1 < n ? ~(__mmask64)0 : (__mmask64)0xFFFFFFFF;  /* an odd last block: half a vector */
+            const bool pair = j + 1 < n;  /* an odd last block: half a vector */
+            const __mmask64 in_pair = pair ? ~(__mmask64)0 : (__mmask64)0xFFFFFFFF;
             const __m512i x = _mm512_maskz_loadu_epi8(in_pair, xq + (size_t)b * QBLOCK);
             const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
+            const __m512i start = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -offset * xsum[b]), 1 << 8, pair ? -offset * xsum[b + 1] : 0);
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * block_bytes;
                 PREFETCH(row + rows * ws);
@@ -299,12 +301,12 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
                 } else {
                     q = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in_pair, row), flip);
                 }
-                const __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, x);
+                const __m512i sums = _mm512_dpbusd_epi32(start, q, x);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_permutexvar_ps(index, scale[r]), acc[r]);
             }
         }
     }
-    for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]) - _mm512_reduce_add_ps(correction[r]));
+    for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]));
 }
 #else
 static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
@@ -315,7 +317,6 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     const float *xd = m->xd + (size_t)t * nb;
     const int32_t *xsum = m->xsum + (size_t)t * nb;
     QDOT_ACC acc[DOT_ROWS];
-    float correction[DOT_ROWS] = {0};
     for (int r = 0; r < rows; r++) acc[r] = qdot_zero();
     for (int b = 0; b < nb; b++) {
         for (int r = 0; r < rows; r++) {
@@ -324,15 +325,13 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
             const float scale = scalar_f16(d16) * xd[b];
-            if (q4) {
-                acc[r] = qdot_fma(KERNEL(dot_i8_q4)(row + (size_t)b * (QBLOCK / 2), xq + (size_t)b * QBLOCK), scale, acc[r]);
-                correction[r] += scale * (float)(8 * xsum[b]);
-            } else {
+            if (q4)
+                acc[r] = qdot_fma(qdot_less(KERNEL(dot_i8_q4)(row + (size_t)b * (QBLOCK / 2), xq + (size_t)b * QBLOCK), 8 * xsum[b]), scale, acc[r]);
+            else
                 acc[r] = qdot_fma(KERNEL(dot_i8_q8)((const int8_t *)row + (size_t)b * QBLOCK, xq + (size_t)b * QBLOCK), scale, acc[r]);
-            }
         }
     }
-    for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, KERNEL(qdot_sum)(acc[r]) - correction[r]);
+    for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, KERNEL(qdot_sum)(acc[r]));
 }
 #endif
 
@@ -372,7 +371,7 @@ static const float *KERNEL(f32_rows)(const Matmul *m, int o, int rows, int threa
         *stride = m->row_bytes / sizeof(float);
         return (const float *)m->w + (size_t)o * *stride;
     }
-    float *tile = m->w_tiles + (size_t)thread * TILE_MAX_ROWS * m->n_in;
+    float *tile = m->w_tiles + (size_t)thread * tile_floats(m->n_in);
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = (const uint8_t *)m->w + (size_t)(o + r) * m->row_bytes;
         float *out = tile + (size_t)r * m->n_in;
@@ -416,89 +415,201 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
  * offset to 0 … 255 (q8_0: q + 128; q4_0's nibbles already are q + 8), the activations the
  * signed one, quantized as decoding quantizes them; the offset × the block's activation sum
  * starts each block's integer sum (quantize_batch_task), and the scales d_w·d_x apply per block.
- * A thread unpacks INT8_ROWS weight rows to bytes once, for all the batch's positions. */
-#define INT8_ROWS 4
+ *
+ * A thread repacks PANEL_ROWS weight rows at a time into a panel whose vectors hold 4
+ * consecutive weights of 16 rows: such a vector times 4 activations of one position, broadcast,
+ * is 16 rows' partial sums. PANEL_POSITIONS positions × 2 vectors of rows keep 12 integer and
+ * 12 float sums in registers, so each load of weights serves 6 positions and each load of
+ * activations 32 rows. A panel is, for each block b: its 8 groups of 4 weights as 2 vectors of
+ * 16 rows each, then the 32 rows' scales as f32. */
+#define PANEL_ROWS 32
+#define PANEL_POSITIONS 6
+#define PANEL_BLOCK_BYTES (PANEL_ROWS * QBLOCK + PANEL_ROWS * (int)sizeof(float))
 
-static void KERNEL(unpack_int8_rows)(const Matmul *m, int o, int rows, uint8_t *q, float *d) {
-    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    const bool q4 = m->dtype == GPT2_Q4_0;
-    const size_t quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
-    for (int r = 0; r < rows; r++) {
-        const uint8_t *row = (const uint8_t *)m->w + (size_t)(o + r) * m->row_bytes;
-        uint8_t *out = q + (size_t)r * nb * QBLOCK;
-        for (int b = 0; b < nb; b++) {
-            const __m128i lo = _mm_loadu_si128((const __m128i *)(row + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK)));
-            if (q4) {
-                const __m128i low = _mm_set1_epi8(0x0F);
-                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK), _mm_and_si128(lo, low));
-                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK + 16), _mm_and_si128(_mm_srli_epi16(lo, 4), low));
-            } else {
-                const __m128i hi = _mm_loadu_si128((const __m128i *)(row + (size_t)b * QBLOCK + 16)), flip = _mm_set1_epi8((char)0x80);
-                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK), _mm_xor_si128(lo, flip));
-                _mm_storeu_si128((__m128i *)(out + (size_t)b * QBLOCK + 16), _mm_xor_si128(hi, flip));
+/* rows[i]: the 8 groups of 4 bytes of one block of row i. Returns group g of rows 0 … 15 in
+ * out[g]: a 16 × 8 transpose of 4-byte elements, as three exchanges of one bit of the
+ * vector's number with the same bit of the lane's. */
+static ALWAYS_INLINE void KERNEL(transpose_16x8)(const __m256i rows[16], __m512i out[8]) {
+    /* vector i, lane l: row i + 8·(l / 8), group l % 8 */
+    for (int i = 0; i < 8; i++) out[i] = _mm512_inserti64x4(_mm512_castsi256_si512(rows[i]), rows[i + 8], 1);
+    /* for bit 1, 2, 4: lane l of the pair's vector without the bit, then of the one with it
+     * (a lane of 16 or more is lane - 16 of the second vector) */
+    static const int32_t take[3][2][16] = {
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}}};
+    for (int step = 0, bit = 1; step < 3; step++, bit <<= 1) {
+        const __m512i take_low = _mm512_loadu_si512(take[step][0]), take_high = _mm512_loadu_si512(take[step][1]);
+        for (int i = 0; i < 8; i++)
+            if (!(i & bit)) {
+                const __m512i a = out[i], b = out[i + bit];
+                out[i] = _mm512_permutex2var_epi32(a, take_low, b);
+                out[i + bit] = _mm512_permutex2var_epi32(a, take_high, b);
             }
-            uint16_t h;
-            memcpy(&h, row + quants + 2 * (size_t)b, 2);
-            d[(size_t)r * nb + b] = scalar_f16(h);
+    }
+}
+
+/* The batch's activations for the integer GEMM, one task item per block b of 32 channels,
+ * each position's block quantized as quantize_block does (the same bytes, scale and sum):
+ * for each group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1 side by side
+ * (xq[b][g][t], transposed 16 positions at a time), the scale of each position's block, and
+ * the block's sum × the weights' offset, negated: it starts the integer sums, which is how
+ * the offset drops out. */
+static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    (void)thread;
+    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q8_0 ? 128 : 8;
+    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
+    const __m512i limit = _mm512_set1_epi32(127);
+    for (int b = begin; b < end; b++) {
+        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+        const __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+        for (int t0 = 0; t0 < Tp; t0 += 16) {
+            __m256i q[16];
+            for (int i = 0; i < 16; i++) {
+                const int t = t0 + i;
+                float d = 0.0f;
+                int32_t sum = 0;
+                q[i] = _mm256_setzero_si256();
+                if (t < m->T) {
+                    const float *x = m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK;
+                    const __m512 x0 = _mm512_maskz_loadu_ps(lo, x), x1 = _mm512_maskz_loadu_ps(hi, x + 16);
+                    /* max|x|: max_ps(a, 0) is 0 where a is NaN, so a NaN never becomes the max,
+                     * as in quantize_block */
+                    const __m512 a0 = _mm512_max_ps(_mm512_andnot_ps(sign, x0), zero), a1 = _mm512_max_ps(_mm512_andnot_ps(sign, x1), zero);
+                    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+                    d = amax / 127.0f;
+                    const __m512 inv = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
+                    /* to nearest, ties to even (the default rounding); outside ±127, which only
+                     * inf or NaN (converted to INT_MIN) can reach: 0 */
+                    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
+                    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epi32_mask(_mm512_abs_epi32(q0), limit), q0);
+                    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epi32_mask(_mm512_abs_epi32(q1), limit), q1);
+                    sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+                    q[i] = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+                }
+                m->xd[(size_t)b * Tp + t] = d;
+                m->xsum[(size_t)b * Tp + t] = -offset * sum;
+            }
+            __m512i groups[8];
+            KERNEL(transpose_16x8)(q, groups);
+            for (int g = 0; g < QBLOCK / 4; g++) _mm512_storeu_si512(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t0), groups[g]);
         }
     }
 }
 
-/* `rows` outputs × `vecs` vectors of 16 positions from t: for each block b,
- *     y += d_w[b] · d_x[t][b] · (Σ_k u_w[k]·q_x[t][k] − offset·Σ_k q_x[t][k]),
- * the integer sum exact, the blocks added in order. */
-static ALWAYS_INLINE void KERNEL(int8_tile)(const Matmul *m, const uint8_t *wq, const float *wd, int o, int t, const int rows,
-                                            const int vecs) {
-    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK, Tp = m->T_padded;
-    const uint32_t *xq = (const uint32_t *)m->xq;
-    __m512 acc[INT8_ROWS][2];
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_ps();
+/* Weight rows [o, o + rows) into the panel, rows past `rows` zero. */
+static void KERNEL(repack_panel)(const Matmul *m, int o, int rows, uint8_t *panel) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    const bool q4 = m->dtype == GPT2_Q4_0;
+    const size_t block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
     for (int b = 0; b < nb; b++) {
-        __m512i sums[INT8_ROWS][2];
-        for (int v = 0; v < vecs; v++) {
-            const __m512i start = _mm512_loadu_si512(m->xsum + (size_t)b * Tp + t + 16 * v);
-            for (int r = 0; r < rows; r++) sums[r][v] = start;
-        }
-        for (int g = 0; g < QBLOCK / 4; g++) {
-            __m512i x[2];
-            for (int v = 0; v < vecs; v++) x[v] = _mm512_loadu_si512(xq + ((size_t)b * (QBLOCK / 4) + g) * Tp + t + 16 * v);
-            for (int r = 0; r < rows; r++) {
-                uint32_t w4;
-                memcpy(&w4, wq + ((size_t)r * nb + b) * QBLOCK + 4 * g, 4);
-                const __m512i w = _mm512_set1_epi32((int)w4);
-                for (int v = 0; v < vecs; v++) sums[r][v] = _mm512_dpbusd_epi32(sums[r][v], w, x[v]);
+        uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES;
+        for (int half = 0; half < 2; half++) {
+            __m256i unpacked[16];
+            for (int i = 0; i < 16; i++) {
+                const int r = 16 * half + i;
+                const uint8_t *q = r < rows ? w + (size_t)r * m->row_bytes + (size_t)b * block_bytes : NULL;
+                if (!q) {
+                    unpacked[i] = _mm256_setzero_si256();
+                } else if (q4) {  /* weights 0 … 15 in the low nibbles, 16 … 31 in the high */
+                    const __m128i packed = _mm_loadu_si128((const __m128i *)q), low = _mm_set1_epi8(0x0F);
+                    unpacked[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low), _mm_and_si128(packed, low));
+                } else {
+                    unpacked[i] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q), _mm256_set1_epi8((char)0x80));
+                }
             }
-        }
-        for (int v = 0; v < vecs; v++) {
-            const __m512 dx = _mm512_loadu_ps(m->xd + (size_t)b * Tp + t + 16 * v);
-            for (int r = 0; r < rows; r++)
-                acc[r][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r][v]), _mm512_mul_ps(_mm512_set1_ps(wd[(size_t)r * nb + b]), dx),
-                                            acc[r][v]);
+            __m512i groups[8];
+            KERNEL(transpose_16x8)(unpacked, groups);
+            for (int g = 0; g < 8; g++) _mm512_storeu_si512(pb + g * 2 * 64 + half * 64, groups[g]);
         }
     }
-    float tile[INT8_ROWS][32];
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(&tile[r][16 * v], acc[r][v]);
-    matmul_store_tile(m, o, rows, t, m->T - t < 16 * vecs ? m->T - t : 16 * vecs, &tile[0][0], 32);
+    /* the scales, f16 to f32: two blocks' scales of 16 rows in one gather of 4 bytes a row */
+    const __m512i row_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                   _mm512_set1_epi32((int)m->row_bytes));
+    for (int half = 0; half < 2; half++) {
+        const int n = rows - 16 * half;
+        float *scales = (float *)(panel + PANEL_ROWS * QBLOCK) + 16 * half;
+        if (n <= 0) {
+            for (int b = 0; b < nb; b++) _mm512_storeu_ps(scales + (size_t)b * PANEL_BLOCK_BYTES / 4, _mm512_setzero_ps());
+            continue;
+        }
+        const __mmask16 in_rows = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        const uint8_t *first = w + (size_t)16 * half * m->row_bytes + quants;
+        int b = 0;
+        for (; b + 1 < nb; b += 2) {
+            const __m512i two = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), in_rows, row_offsets, first + 2 * (size_t)b, 1);
+            _mm512_storeu_ps(scales + (size_t)b * PANEL_BLOCK_BYTES / 4, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(two)));
+            _mm512_storeu_ps(scales + (size_t)(b + 1) * PANEL_BLOCK_BYTES / 4, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(two, 16))));
+        }
+        if (b < nb)  /* an odd last block: a 4-byte gather would read past the row */
+            for (int i = 0; i < 16; i++) {
+                uint16_t h = 0;
+                if (i < n) memcpy(&h, first + (size_t)i * m->row_bytes + 2 * (size_t)b, 2);
+                scales[(size_t)b * PANEL_BLOCK_BYTES / 4 + i] = scalar_f16(h);
+            }
+    }
+}
+
+/* The panel's rows at positions t … t + P - 1: for each block b,
+ *     y += d_w[b] · d_x[t][b] · (Σ_k u_w[k]·q_x[t][k] − offset·Σ_k q_x[t][k]),
+ * the integer sum exact, the blocks added in order. */
+static ALWAYS_INLINE void KERNEL(panel_tile)(const Matmul *m, const uint8_t *panel, int o, int rows, int t, const int P) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK, Tp = m->T_padded;
+    const int32_t *xq = (const int32_t *)m->xq;  /* [b][g][Tp]: 4 bytes of one position (quantize_batch_task) */
+    __m512 acc[2][PANEL_POSITIONS];
+    for (int p = 0; p < P; p++) acc[0][p] = acc[1][p] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES;
+        __m512i sums[2][PANEL_POSITIONS];
+        for (int p = 0; p < P; p++) sums[0][p] = sums[1][p] = _mm512_set1_epi32(m->xsum[(size_t)b * Tp + t + p]);
+#pragma GCC unroll 8  /* (rolled, gcc rotates the 12 sums through other registers: 12 moves a group) */
+        for (int g = 0; g < QBLOCK / 4; g++) {
+            const __m512i w0 = _mm512_loadu_si512(pb + g * 128), w1 = _mm512_loadu_si512(pb + g * 128 + 64);
+            for (int p = 0; p < P; p++) {
+                const __m512i x = _mm512_set1_epi32(xq[((size_t)b * (QBLOCK / 4) + g) * Tp + t + p]);
+                sums[0][p] = _mm512_dpbusd_epi32(sums[0][p], w0, x);
+                sums[1][p] = _mm512_dpbusd_epi32(sums[1][p], w1, x);
+            }
+        }
+        const __m512 d0 = _mm512_loadu_ps(pb + PANEL_ROWS * QBLOCK), d1 = _mm512_loadu_ps(pb + PANEL_ROWS * QBLOCK + 64);
+        for (int p = 0; p < P; p++) {
+            const __m512 dx = _mm512_set1_ps(m->xd[(size_t)b * Tp + t + p]);
+            acc[0][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[0][p]), _mm512_mul_ps(d0, dx), acc[0][p]);
+            acc[1][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[1][p]), _mm512_mul_ps(d1, dx), acc[1][p]);
+        }
+    }
+    /* lane l of half h is row o + 16h + l: positions' rows are contiguous in the output */
+    for (int half = 0; half < 2; half++) {
+        const int n = rows - 16 * half;
+        if (n <= 0) break;
+        const __mmask16 in_rows = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+        const __m512 bias = m->bias ? _mm512_maskz_loadu_ps(in_rows, m->bias + o + 16 * half) : _mm512_setzero_ps();
+        for (int p = 0; p < P; p++) {
+            float *out = m->out + (size_t)(t + p) * m->n_out + o + 16 * half;
+            __m512 y = _mm512_add_ps(acc[half][p], bias);
+            if (m->epilogue == ACCUMULATE) y = _mm512_add_ps(_mm512_maskz_loadu_ps(in_rows, out), y);
+            _mm512_mask_storeu_ps(out, in_rows, y);
+        }
+    }
 }
 
 static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
-    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    uint8_t *wq = (uint8_t *)(m->w_tiles + (size_t)thread * TILE_MAX_ROWS * m->n_in);
-    float *wd = (float *)(wq + (size_t)INT8_ROWS * nb * QBLOCK);  /* (a tile holds 32 bytes a weight: room for both) */
-    for (int o = begin; o < end; o += INT8_ROWS) {
-        const int rows = end - o < INT8_ROWS ? end - o : INT8_ROWS;
-        KERNEL(unpack_int8_rows)(m, o, rows, wq, wd);
-        prefetch_rows(m, o + rows, INT8_ROWS, end);
+    uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
+    for (int o = begin; o < end; o += PANEL_ROWS) {
+        const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
+        KERNEL(repack_panel)(m, o, rows, panel);
+        prefetch_rows(m, o + PANEL_ROWS, PANEL_ROWS, end);
         int t = 0;
-        if (rows == INT8_ROWS) {
-            for (; t + 32 <= m->T_padded; t += 32) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 2);
-            for (; t < m->T_padded; t += 16) KERNEL(int8_tile)(m, wq, wd, o, t, INT8_ROWS, 1);
-        } else {
-            for (int r = 0; r < rows; r++)
-                for (t = 0; t < m->T_padded; t += 16) KERNEL(int8_tile)(m, wq + (size_t)r * nb * QBLOCK, wd + (size_t)r * nb, o + r, t, 1, 1);
+        for (; t + PANEL_POSITIONS <= m->T; t += PANEL_POSITIONS) KERNEL(panel_tile)(m, panel, o, rows, t, PANEL_POSITIONS);
+        switch (m->T - t) {  /* the last few positions */
+        case 5: KERNEL(panel_tile)(m, panel, o, rows, t, 5); break;
+        case 4: KERNEL(panel_tile)(m, panel, o, rows, t, 4); break;
+        case 3: KERNEL(panel_tile)(m, panel, o, rows, t, 3); break;
+        case 2: KERNEL(panel_tile)(m, panel, o, rows, t, 2); break;
+        case 1: KERNEL(panel_tile)(m, panel, o, rows, t, 1); break;
         }
     }
     matmul_finish(m, begin, end);
@@ -519,8 +630,8 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
         if (quantized && n >= BATCH_MIN) {
             m.T_padded = (n + 15) / 16 * 16;
             const int nb = (m.n_in + QBLOCK - 1) / QBLOCK;
-            pool_run(pool, quantize_batch_task, &m, nb, pool_chunk(pool, nb, 1));
-            pool_run(pool, KERNEL(matmul_int8_task), &m, m.n_out, pool_chunk(pool, m.n_out, INT8_ROWS));
+            pool_run(pool, KERNEL(quantize_batch_task), &m, nb, pool_chunk(pool, nb, 1));
+            pool_run(pool, KERNEL(matmul_int8_task), &m, m.n_out, pool_chunk(pool, m.n_out, PANEL_ROWS));
             continue;
         }
 #endif
@@ -622,9 +733,12 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef QDOT_ACC
 #undef qdot_zero
 #undef qdot_fma
+#undef qdot_less
 #undef scalar_f16
 #undef KERNELS_NAME
-#undef INT8_ROWS
+#undef PANEL_ROWS
+#undef PANEL_POSITIONS
+#undef PANEL_BLOCK_BYTES
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
 #undef VEC_WIDTH
 #undef BATCH_ROWS
