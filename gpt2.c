@@ -1150,9 +1150,10 @@ typedef struct {
     int out_stride;
     const float *q;        /* (T, q_stride): head h at channels h·HS … */
     int q_stride;
-    const float *keys;     /* (NH, HS, key_stride), transposed: keys[h][d][j] = k_j[h·HS + d] */
+    const void *keys;      /* (NH, HS, key_stride), transposed: keys[h][d][j] = k_j[h·HS + d] */
     int key_stride;        /* a multiple of 16, ≥ pos0 + T */
-    const float *values;   /* v_j of head h at values + h·value_head_stride + j·value_stride */
+    const void *values;    /* v_j of head h at values + h·value_head_stride + j·value_stride */
+    bool f16;              /* keys and values are f16, not f32 */
     size_t value_head_stride, value_stride;
     float *scores;         /* (threads, key_stride) scratch */
     float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
@@ -1399,9 +1400,10 @@ struct gpt2_context {
     int *tokens;         /* (n_ctx + 1): the ids at positions 0 … pos - 1, then the pending one */
     bool has_pending;    /* tokens[pos] was chosen by gpt2_next and is not in the cache yet */
     int logits_pos;      /* logits hold the prediction after this many positions (-1: none) */
-    float *k_cache;      /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
+    void *k_cache;       /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
     int key_stride;      /* n_ctx rounded up and padded, so that rows are not a power of two apart (cache sets) */
-    float *v_cache;      /* (L, NH, n_ctx, HS): values, a row per position */
+    void *v_cache;       /* (L, NH, n_ctx, HS): values, a row per position */
+    size_t kv_size;      /* bytes of a key or value element: 4 (f32) or 2 (f16) */
     /* activations of one batch of up to MAX_BATCH positions */
     float *x;            /* (MAX_BATCH, C) the residual stream */
     float *xn;           /* (MAX_BATCH, C) layer-norm output */
@@ -1417,7 +1419,8 @@ struct gpt2_context {
 /* The buffers of a context, in elements; false if their bytes would pass `limit` (SIZE_MAX;
  * the tests also try what a 32-bit machine would say). */
 typedef struct { size_t k_cache, v_cache, batch_C, scores, logits, tokens; } ContextSizes;
-static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n_threads, uint64_t limit, ContextSizes *s) {
+static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n_threads, uint64_t kv_size, uint64_t limit,
+                          ContextSizes *s) {
     const uint64_t LC = (uint64_t)c->n_layer * (uint64_t)c->n_embd;
     uint64_t k_cache, v_cache, batch_C = (uint64_t)MAX_BATCH * (uint64_t)c->n_embd, total;
     if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
@@ -1427,9 +1430,12 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
                              (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
     const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
-    /* every element is 4 bytes (float or int); x, xn and attn are batch_C, qkv 3 and fc 4 of it */
-    if (!add_u64(k_cache, v_cache, &total) || !add_u64(total, 10 * batch_C + scratch + scores + logits + tokens, &total) ||
-        !mul_u64(total, 4, &total) || total > limit || total > SIZE_MAX)  /* (SIZE_MAX: a 32-bit size_t) */
+    /* the cache's elements are kv_size bytes, the others 4 (float or int); x, xn and attn are
+     * batch_C, qkv 3 and fc 4 of it */
+    uint64_t kv_bytes;
+    if (!add_u64(k_cache, v_cache, &kv_bytes) || !mul_u64(kv_bytes, kv_size, &kv_bytes) ||
+        !mul_u64(10 * batch_C + scratch + scores + logits + tokens, 4, &total) || !add_u64(total, kv_bytes, &total) ||
+        total > limit || total > SIZE_MAX)  /* (SIZE_MAX: a 32-bit size_t) */
         return false;
     *s = (ContextSizes){(size_t)k_cache, (size_t)v_cache, (size_t)batch_C, (size_t)scores, (size_t)logits, (size_t)tokens};
     return true;
@@ -1459,14 +1465,20 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
         return NULL;
     }
     ContextSizes s;
-    if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, SIZE_MAX, &s)) {
+    if (params->kv_type != GPT2_F32 && params->kv_type != GPT2_F16) {
+        fail(err, errlen, "the KV cache's type must be f32 or f16 (type %d asked for)", (int)params->kv_type);
+        gpt2_context_free(ctx);
+        return NULL;
+    }
+    ctx->kv_size = params->kv_type == GPT2_F16 ? 2 : 4;
+    if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, ctx->kv_size, SIZE_MAX, &s)) {
         fail(err, errlen, "a context of %d positions for this model needs more memory than this machine can address", n_ctx);
         gpt2_context_free(ctx);
         return NULL;
     }
     ctx->tokens = malloc(s.tokens * sizeof(int));
-    ctx->k_cache = malloc(s.k_cache * sizeof(float));
-    ctx->v_cache = malloc(s.v_cache * sizeof(float));
+    ctx->k_cache = malloc(s.k_cache * ctx->kv_size);
+    ctx->v_cache = malloc(s.v_cache * ctx->kv_size);
     ctx->x = malloc(s.batch_C * sizeof(float));
     ctx->xn = malloc(s.batch_C * sizeof(float));
     ctx->attn = malloc(s.batch_C * sizeof(float));
@@ -1478,7 +1490,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     if (!ctx->tokens || !ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->attn || !ctx->qkv || !ctx->fc ||
         !scratch || !ctx->scores || !ctx->logits) {
         fail(err, errlen, "out of memory for a context of %d positions (the KV cache needs %.1f MB)", n_ctx,
-             (double)(s.k_cache + s.v_cache) * sizeof(float) / 1e6);
+             (double)(s.k_cache + s.v_cache) * ctx->kv_size / 1e6);
         gpt2_context_free(ctx);
         return NULL;
     }
@@ -1502,7 +1514,7 @@ int gpt2_context_threads(const gpt2_context *ctx) { return ctx->pool->n_threads;
 int gpt2_context_size(const gpt2_context *ctx) { return ctx->n_ctx; }
 size_t gpt2_context_kv_bytes(const gpt2_context *ctx) {
     const gpt2_config *c = &ctx->model->config;
-    return sizeof(float) * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)(ctx->key_stride + ctx->n_ctx);
+    return ctx->kv_size * (size_t)c->n_layer * (size_t)c->n_embd * (size_t)(ctx->key_stride + ctx->n_ctx);
 }
 int gpt2_context_position(const gpt2_context *ctx) { return ctx->pos; }
 int gpt2_context_pending(const gpt2_context *ctx) { return ctx->has_pending ? ctx->tokens[ctx->pos] : -1; }
@@ -1532,22 +1544,33 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
 
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
-        float *k_cache = ctx->k_cache + (size_t)l * C * ks;            /* (NH, HS, key_stride) */
-        float *v_cache = ctx->v_cache + (size_t)l * ctx->n_ctx * C;    /* (NH, n_ctx, HS) */
+        uint8_t *k_cache = (uint8_t *)ctx->k_cache + (size_t)l * C * ks * ctx->kv_size;          /* (NH, HS, key_stride) */
+        uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (NH, n_ctx, HS) */
 
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm(xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps, NULL, NULL);
         k->matmul(pool, mm, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
         /* append this batch's keys (transposed: a cache row is one channel) and values */
+        const bool f16 = ctx->kv_size == 2;
         for (int i = 0; i < C; i++)
-            for (int t = 0; t < T; t++) k_cache[(size_t)i * ks + pos + t] = qkv[(size_t)t * 3 * C + C + i];
+            for (int t = 0; t < T; t++) {
+                const size_t at = (size_t)i * ks + pos + t;
+                const float key = qkv[(size_t)t * 3 * C + C + i];
+                if (f16) ((uint16_t *)k_cache)[at] = f32_to_f16(key);
+                else ((float *)k_cache)[at] = key;
+            }
         for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++)
-                memcpy(v_cache + ((size_t)h * ctx->n_ctx + pos + t) * HS, qkv + (size_t)t * 3 * C + 2 * C + h * HS,
-                       HS * sizeof(float));
+            for (int h = 0; h < NH; h++) {
+                const float *value = qkv + (size_t)t * 3 * C + 2 * C + h * HS;
+                const size_t at = ((size_t)h * ctx->n_ctx + pos + t) * HS;
+                if (f16)
+                    for (int d = 0; d < HS; d++) ((uint16_t *)v_cache)[at + d] = f32_to_f16(value[d]);
+                else
+                    memcpy((float *)v_cache + at, value, HS * sizeof(float));
+            }
         k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
                                      .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
-                                     .value_stride = HS, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
+                                     .value_stride = HS, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
         k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */

@@ -110,6 +110,9 @@ typedef struct {
     int n_threads;    /* threads of the context's own pool; 0 = the available cores */
     gpt2_pool *pool;  /* or run on this shared pool (n_threads is then ignored) */
     const char *kernels;  /* NULL: the fastest this CPU can run; or one of gpt2_kernels_available() */
+    gpt2_dtype kv_type;   /* the KV cache's: GPT2_F32 (0, the default: exact) or GPT2_F16 (half its memory,
+                           * and half the bytes a token reads from it deep in a context; keys and
+                           * values rounded to 11 significant bits) */
 } gpt2_context_params;
 
 /* A context for one sequence. params may be NULL (the defaults: all positions, own pool on

@@ -25,6 +25,7 @@
 #define vec_load(p) _mm512_loadu_ps(p)
 #define vec_store(p, v) _mm512_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm512_fmadd_ps(a, b, acc)
+#define vec_add(a, b) _mm512_add_ps(a, b)
 #define vec_sum(v) _mm512_reduce_add_ps(v)
 #define vec_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define vec_load_bf16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
@@ -39,6 +40,7 @@
 #define vec_load(p) _mm256_loadu_ps(p)
 #define vec_store(p, v) _mm256_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm256_fmadd_ps(a, b, acc)
+#define vec_add(a, b) _mm256_add_ps(a, b)
 #define vec_sum(v) KERNEL(sum8)(v)
 #define vec_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define vec_load_bf16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
@@ -53,6 +55,7 @@
 #define vec_load(p) vld1q_f32(p)
 #define vec_store(p, v) vst1q_f32(p, v)
 #define vec_fma(a, b, acc) vfmaq_f32(acc, a, b)
+#define vec_add(a, b) vaddq_f32(a, b)
 #define vec_sum(v) vaddvq_f32(v)
 #define vec_load_f16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define vec_load_bf16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
@@ -67,6 +70,7 @@
 #define vec_load(p) (*(p))
 #define vec_store(p, v) (*(p) = (v))
 #define vec_fma(a, b, acc) ((acc) + (a) * (b))
+#define vec_add(a, b) ((a) + (b))
 #define vec_sum(v) (v)
 #define vec_load_f16(p) f16_to_f32(*(p))
 #define vec_load_bf16(p) bf16_to_f32(*(p))
@@ -650,30 +654,84 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
+/* The two products of attention over n keys, f32 or f16 (decided at compile time by f16):
+ * scores p[j] = Σ_d q[d] · keys[d][j] and out[i] = Σ_j p[j] · values[j][i]. The scores keep
+ * ATT_VECS vectors of keys in registers, so that each row of the transposed keys is read in
+ * runs of ATT_VECS × 64 bytes (runs of 64 left the loads waiting on memory at long contexts);
+ * the values' sums alternate between two sets of registers, halving the chain of dependent
+ * FMAs. */
+#define ATT_VECS (VEC_WIDTH == 8 ? 8 : 16)  /* (AVX2 has 16 registers) */
+#define KV_LOAD(base, i) (f16 ? vec_load_f16((const uint16_t *)(base) + (i)) : vec_load((const float *)(base) + (i)))
+#define KV_SCALAR(base, i) (f16 ? f16_to_f32(((const uint16_t *)(base))[i]) : ((const float *)(base))[i])
+
+static ALWAYS_INLINE void KERNEL(attention_scores)(float *p, const float *q, const void *keys, size_t ks, int HS, int n, const bool f16) {
+    int j = 0;
+    for (; j + VEC_WIDTH <= n;) {
+        const int vecs = j + ATT_VECS * VEC_WIDTH <= n ? ATT_VECS : 1;
+        vec acc[ATT_VECS];
+        for (int v = 0; v < vecs; v++) acc[v] = vec_zero();
+        for (int d = 0; d < HS; d++) {
+            const vec qd = vec_set1(q[d]);
+            for (int v = 0; v < vecs; v++) acc[v] = vec_fma(qd, KV_LOAD(keys, (size_t)d * ks + j + v * VEC_WIDTH), acc[v]);
+        }
+        for (int v = 0; v < vecs; v++) vec_store(p + j + v * VEC_WIDTH, acc[v]);
+        j += vecs * VEC_WIDTH;
+    }
+    for (; j < n; j++) {
+        float s = 0.0f;
+        for (int d = 0; d < HS; d++) s += q[d] * KV_SCALAR(keys, (size_t)d * ks + j);
+        p[j] = s;
+    }
+}
+
+static ALWAYS_INLINE void KERNEL(attention_values)(float *out, const float *p, const void *values, size_t vs, int HS, int n, const bool f16) {
+    int i = 0;
+    for (; i + VEC_WIDTH <= HS;) {
+        const int vecs = i + 4 * VEC_WIDTH <= HS ? 4 : 1;
+        vec even[4], odd[4];
+        for (int v = 0; v < vecs; v++) even[v] = odd[v] = vec_zero();
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const vec pe = vec_set1(p[j]), po = vec_set1(p[j + 1]);
+            for (int v = 0; v < vecs; v++) {
+                even[v] = vec_fma(pe, KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH), even[v]);
+                odd[v] = vec_fma(po, KV_LOAD(values, (size_t)(j + 1) * vs + i + v * VEC_WIDTH), odd[v]);
+            }
+        }
+        if (j < n)
+            for (int v = 0; v < vecs; v++) even[v] = vec_fma(vec_set1(p[j]), KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH), even[v]);
+        for (int v = 0; v < vecs; v++) vec_store(out + i + v * VEC_WIDTH, vec_add(even[v], odd[v]));
+        i += vecs * VEC_WIDTH;
+    }
+    for (; i < HS; i++) {
+        float s = 0.0f;
+        for (int j = 0; j < n; j++) s += p[j] * KV_SCALAR(values, (size_t)j * vs + i);
+        out[i] = s;
+    }
+}
+#undef KV_LOAD
+#undef KV_SCALAR
+
 static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
     const Attention *a = arg;
     const int HS = a->HS, ks = a->key_stride;
     const float scale = 1.0f / sqrtf((float)HS);
+    const size_t kv_size = a->f16 ? 2 : 4;
     float *scores = a->scores + (size_t)thread * ks;
     for (int item = begin; item < end; item++) {
         /* head-major: a thread takes consecutive positions of one head, whose keys and values
          * then stay in cache from one query to the next */
         int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;
         const float *q = a->q + (size_t)t * a->q_stride + h * HS;
-        const float *keys = a->keys + (size_t)h * HS * ks;
-        const float *values = a->values + h * a->value_head_stride;
+        const uint8_t *keys = (const uint8_t *)a->keys + (size_t)h * HS * ks * kv_size;
+        const uint8_t *values = (const uint8_t *)a->values + h * a->value_head_stride * kv_size;
         float *out = a->out + (size_t)t * a->out_stride + h * HS;
         float *p = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : scores;
         /* p = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
-        int j = 0;  /* scores of VEC_WIDTH keys at a time: Σ_d q[d] · (channel d of those keys) */
-        for (; j + 4 * VEC_WIDTH <= n_keys; j += 4 * VEC_WIDTH) KERNEL(gemm_tile)(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 4);
-        for (; j + VEC_WIDTH <= n_keys; j += VEC_WIDTH) KERNEL(gemm_tile)(p + j, 0, q, 0, 1, keys + j, ks, HS, 1, 1);
-        for (; j < n_keys; j++) {
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) s += q[d] * keys[(size_t)d * ks + j];
-            p[j] = s;
-        }
+        if (a->f16) KERNEL(attention_scores)(p, q, keys, ks, HS, n_keys, true);
+        else KERNEL(attention_scores)(p, q, keys, ks, HS, n_keys, false);
         float max = -INFINITY, sum = 0.0f;
+        int j;
         for (j = 0; j < n_keys; j++) {
             p[j] *= scale;
             if (p[j] > max) max = p[j];
@@ -685,14 +743,8 @@ static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
         if (a->probs)  /* the masked keys, 0 in the stored softmax: its backward reads whole columns */
             for (j = n_keys; j < a->pos0 + a->T; j++) p[j] = 0.0f;
         /* out = Σ_j p_j · v_j */
-        int i = 0;
-        for (; i + 4 * VEC_WIDTH <= HS; i += 4 * VEC_WIDTH) KERNEL(gemm_tile)(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 4);
-        for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) KERNEL(gemm_tile)(out + i, 0, p, 0, 1, values + i, a->value_stride, n_keys, 1, 1);
-        for (; i < HS; i++) {
-            float s = 0.0f;
-            for (j = 0; j < n_keys; j++) s += p[j] * values[(size_t)j * a->value_stride + i];
-            out[i] = s;
-        }
+        if (a->f16) KERNEL(attention_values)(out, p, values, a->value_stride, HS, n_keys, true);
+        else KERNEL(attention_values)(out, p, values, a->value_stride, HS, n_keys, false);
     }
 }
 
@@ -727,6 +779,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef vec_load
 #undef vec_store
 #undef vec_fma
+#undef vec_add
 #undef vec_sum
 #undef vec_load_f16
 #undef vec_load_bf16
@@ -737,6 +790,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef scalar_f16
 #undef KERNELS_NAME
 #undef PANEL_ROWS
+#undef ATT_VECS
 #undef PANEL_POSITIONS
 #undef PANEL_BLOCK_BYTES
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */

@@ -23,6 +23,7 @@
 /* GPT2_KERNELS=avx512|avx2|neon|scalar forces a kernel set (default: the best this CPU runs), so
  * that every path can be tried on one machine. Read once, in main. */
 static const char *kernels;
+static gpt2_dtype kv_type = GPT2_F32;  /* --kv */
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...) {
@@ -47,6 +48,7 @@ static void usage(FILE *out) {
         "      --min-p P        drop tokens less likely than P x the most likely, in [0, 1] (default 0)\n"
         "  -s, --seed S         random seed (default: from the clock, printed in the stats)\n"
         "      --threads N      worker threads (default: the available cores)\n"
+        "      --kv f32|f16     the KV cache's type (default f32; f16 halves its memory and what a token reads of it)\n"
         "  -f, --file FILE      read the prompt from FILE (- = stdin)\n"
         "      --ignore-eot     keep going after <|endoftext|>\n"
         "      --allow-special  '<|endoftext|>' in the prompt is the special token, not text\n"
@@ -184,7 +186,7 @@ static void perplexity(gpt2_model *model, const char *path, const char *text, si
     memcpy(ids + 1, text_ids, n_text * sizeof *ids);
     free(text_ids);
     if (window < 2) die("--ctx %d: a window needs at least 2 tokens", window);
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = window, .n_threads = threads, .kernels = kernels},
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = window, .n_threads = threads, .kernels = kernels, .kv_type = kv_type},
                                          err, sizeof err);
     if (!ctx) die("%s", err);
     const int stride = window / 2;
@@ -273,7 +275,7 @@ static BenchResult bench(gpt2_model *model, int threads) {
     BenchResult r = {threads, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
     const int n_ctx = c->n_ctx < 640 ? c->n_ctx : 640;
     char err[GPT2_ERR_MAX];
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_ctx, .n_threads = threads, .kernels = kernels},
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = n_ctx, .n_threads = threads, .kernels = kernels, .kv_type = kv_type},
                                          err, sizeof err);
     gpt2_sampler *greedy = gpt2_sampler_new(model, &(gpt2_sampling){0}, err, sizeof err);
     if (!ctx || !greedy) die("%s", err);
@@ -315,14 +317,16 @@ static void print_bench(gpt2_model *model, const char *path, int threads, bool j
         printf("model    %s: %d layers, %d heads, %d channels, context %d, vocabulary %d, %.1fM parameters, %s, %.1f MB\n", path,
                c->n_layer, c->n_head, c->n_embd, c->n_ctx, c->vocab_size, gpt2_parameter_count(c) / 1e6, dtype,
                gpt2_model_file_size(model) / 1e6);
-        printf("machine  %s, %d cores available, %s kernels\n", cpu, gpt2_available_cores(), kernels ? kernels : gpt2_kernel_name());
+        printf("machine  %s, %d cores available, %s kernels, %s KV cache\n", cpu, gpt2_available_cores(),
+               kernels ? kernels : gpt2_kernel_name(), gpt2_dtype_name(kv_type));
         printf("load     %.2f ms (the mapping and the tokenizer's tables)\n", gpt2_model_load_ms(model));
         printf("%-9s%12s%12s%12s%12s%23s%11s\n", "threads", "prefill 128", "prefill 512", "decode", "decode@512", "decode GB/s", "peak RSS");
     }
     for (int k = 0; k < n_counts; k++) {
         BenchResult r = bench(model, counts[k]);
         if (json) {
-            printf("{\"threads\": %d, \"dtype\": \"%s\", \"kernels\": \"%s\", ", r.threads, dtype, kernels ? kernels : gpt2_kernel_name());
+            printf("{\"threads\": %d, \"dtype\": \"%s\", \"kernels\": \"%s\", \"kv\": \"%s\", ", r.threads, dtype,
+                   kernels ? kernels : gpt2_kernel_name(), gpt2_dtype_name(kv_type));
             json_number("load_ms", gpt2_model_load_ms(model), false);
             json_number("prefill128_tps", r.prefill128, false);
             json_number("prefill512_tps", r.prefill512, false);
@@ -377,7 +381,7 @@ int main(int argc, char **argv) {
         if (!(IS("-n") || IS("--n-predict") || IS("-t") || IS("--temp") || IS("-k") || IS("--top-k") || IS("-p") ||
               IS("--top-p") || IS("--min-p") || IS("-s") || IS("--seed") || IS("--threads") || IS("-f") ||
               IS("--file") || IS("--ids") || IS("--logits") || IS("--tokenize") || IS("--ppl") || IS("--ctx") || IS("--host") ||
-              IS("--port") || IS("--parallel") || IS("--timeout")))
+              IS("--port") || IS("--parallel") || IS("--timeout") || IS("--kv")))
             die("unknown option '%s' (see --help)", a);
         if (!v) {
             if (i + 1 >= argc) die("%s needs a value", a);
@@ -400,6 +404,11 @@ int main(int argc, char **argv) {
         else if (IS("--port")) port = (int)parse_long(a, v, 0, 65535);
         else if (IS("--parallel")) parallel = (int)parse_long(a, v, 1, 256);
         else if (IS("--timeout")) timeout = (int)parse_long(a, v, 1, 3600);
+        else if (IS("--kv")) {
+            if (!strcmp(v, "f32")) kv_type = GPT2_F32;
+            else if (!strcmp(v, "f16")) kv_type = GPT2_F16;
+            else die("--kv expects f32 or f16, got '%s'", v);
+        }
 #undef IS
     }
     if (!model_path) { usage(stderr); return 2; }
@@ -422,7 +431,7 @@ int main(int argc, char **argv) {
         snprintf(name, sizeof name, "%s", base);
         size_t n = strlen(name);
         if (n > 4 && !strcmp(name + n - 4, ".bin")) name[n - 4] = 0;
-        int status = gpt2_serve(model, &(gpt2_serve_options){host, port, parallel, threads, name, quiet, timeout * 1000, kernels});
+        int status = gpt2_serve(model, &(gpt2_serve_options){host, port, parallel, threads, name, quiet, timeout * 1000, kernels, kv_type});
         gpt2_free(model);
         return status;
     }
@@ -483,7 +492,7 @@ int main(int argc, char **argv) {
     FILE *logits_file = NULL;  /* opened before any work, so that a bad path fails at once */
     if (logits_path && !(logits_file = fopen(logits_path, "wb"))) die("%s: %s", logits_path, strerror(errno));
     int ctx_size = n_tokens + n_predict < c->n_ctx ? n_tokens + n_predict : c->n_ctx;
-    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads, .kernels = kernels},
+    gpt2_context *ctx = gpt2_context_new(model, &(gpt2_context_params){.n_ctx = ctx_size, .n_threads = threads, .kernels = kernels, .kv_type = kv_type},
                                          err, sizeof err);
     if (!ctx) die("%s", err);
 

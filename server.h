@@ -16,6 +16,7 @@ typedef struct {
     int quiet;               /* no log line per request */
     int timeout_ms;          /* for a request to arrive once begun (0: 10 s); idle connections get 3 times it */
     const char *kernels;     /* NULL: the best this CPU runs */
+    gpt2_dtype kv_type;      /* the KV caches': GPT2_F32 (default) or GPT2_F16 */
 } gpt2_serve_options;
 
 /* Serves until SIGINT or SIGTERM, then lets in-flight requests end and frees everything.

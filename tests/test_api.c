@@ -204,12 +204,12 @@ static void test_context_sizes(void) {
     ContextSizes s;
     const gpt2_config gpt2_small = {12, 12, 768, 1024, 50257, 1e-5f, 50256}, gpt2_xl = {48, 25, 1600, 1024, 50257, 1e-5f, 50256};
     const gpt2_config absurd = {MAX_LAYERS, 1, MAX_EMBD, MAX_CTX, MAX_VOCAB, 1e-5f, 0};
-    CHECK(context_sizes(&gpt2_small, 1024, 1040, 4, UINT32_MAX, &s), "GPT-2 124M fits in 32 bits");
+    CHECK(context_sizes(&gpt2_small, 1024, 1040, 4, 4, UINT32_MAX, &s), "GPT-2 124M fits in 32 bits");
     CHECK(s.k_cache == (size_t)12 * 768 * 1040 && s.v_cache == (size_t)12 * 768 * 1024, "cache sizes");
-    CHECK(context_sizes(&gpt2_xl, 1024, 1040, 4, UINT32_MAX, &s), "GPT-2 1.5B fits in 32 bits");
-    CHECK(!context_sizes(&gpt2_xl, 1024, 1040, 4, 500u << 20, &s), "GPT-2 1.5B does not fit in 500 MB");
-    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, UINT32_MAX, &s), "the largest config a file may declare, 32 bits");
-    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, UINT64_MAX, &s) || (uint64_t)s.k_cache >= (uint64_t)1 << 40,
+    CHECK(context_sizes(&gpt2_xl, 1024, 1040, 4, 4, UINT32_MAX, &s), "GPT-2 1.5B fits in 32 bits");
+    CHECK(!context_sizes(&gpt2_xl, 1024, 1040, 4, 4, 500u << 20, &s), "GPT-2 1.5B does not fit in 500 MB");
+    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, 2, UINT32_MAX, &s), "the largest config a file may declare, 32 bits");
+    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, 4, UINT64_MAX, &s) || (uint64_t)s.k_cache >= (uint64_t)1 << 40,
           "the largest config in 64 bits: either refused or computed exactly");
 
     /* A real file whose full context would need ~137 GB of KV cache: 1024 layers of 16 channels
@@ -239,6 +239,11 @@ static void test_context_sizes(void) {
         int ids[3] = {1, 2, 3};
         CHECK(ctx && gpt2_forward(ctx, ids, 3, NULL), "a small context of the same model runs: %s", ctx ? "" : err);
         gpt2_context_free(ctx);
+        for (int kv = GPT2_BF16; kv <= GPT2_N_DTYPES; kv++) {  /* a KV cache is f32 or f16 */
+            ctx = gpt2_context_new(m, &(gpt2_context_params){.n_ctx = 256, .n_threads = 1, .kv_type = (gpt2_dtype)kv}, err, sizeof err);
+            CHECK(!ctx && strstr(err, "KV cache"), "KV cache of type %d refused with a message: %s", kv, ctx ? "(created)" : err);
+            gpt2_context_free(ctx);
+        }
         gpt2_free(m);
     }
     remove(path);

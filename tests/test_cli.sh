@@ -57,7 +57,13 @@ for v in 1.5 -1 abc nan; do expect_error "-p '$v'" "$model" "hi" -p "$v"; done
 for v in -0.1 2 x; do expect_error "--min-p '$v'" "$model" "hi" --min-p "$v"; done
 for v in 0 -1 abc 5000; do expect_error "--threads '$v'" "$model" "hi" --threads "$v"; done
 for v in -1 abc 1e3; do expect_error "-s '$v'" "$model" "hi" -s "$v"; done
+for v in f8 q8_0 bf16 F16 ""; do expect_error "--kv '$v'" "$model" "hi" --kv "$v"; done
 expect_error "extra positional argument" "$model" "hi" "there"
+# an f16 KV cache: the same text on any thread count
+expect_ok "--kv f16, 1 thread" "$model" "The" -n 24 -t 0.8 -s 7 --kv f16 --threads 1
+cp "$tmp/out" "$tmp/kv1"
+expect_ok "--kv f16, 3 threads" "$model" "The" -n 24 -t 0.8 -s 7 --kv=f16 --threads 3
+cmp -s "$tmp/out" "$tmp/kv1" || fail "--kv f16: 1 and 3 threads wrote different text"
 expect_error "two prompts" "$model" "hi" -f "$tmp/nothing"
 expect_error "missing prompt file" "$model" -f "$tmp/does-not-exist"
 
@@ -174,6 +180,9 @@ for key in threads dtype load_ms prefill128_tps prefill512_tps decode_tps decode
     [ "$(grep -c "\"$key\": " "$tmp/out")" -eq "$n_lines" ] || fail "--bench --json: no \"$key\" on every line: $(cat "$tmp/out")"
 done
 grep -q '"dtype": "f32"' "$tmp/out" || fail "--bench --json: dtype"
+grep -q '"kv": "f32"' "$tmp/out" || fail "--bench --json: kv"
+expect_ok "--bench --json --kv f16" "$model" --bench --json --threads 1 --kv f16
+grep -q '"kv": "f16"' "$tmp/out" || fail "--bench --json --kv f16: $(cat "$tmp/out")"
 if command -v node >/dev/null; then
     node -e 'for (const l of require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n")) JSON.parse(l)' "$tmp/out" ||
         fail "--bench --json is not JSON lines"

@@ -246,6 +246,38 @@ static void test_kernels(Fixture *fix, int n_fix, const char *kernels) {
         printf("%-24s %d sequences: max abs diff vs reference: batch %.2e, token by token %.2e, hidden %.2e; "
                "batch vs token by token %.1e (%s kernels)\n",
                f->dir, f->n_seq, worst_batch, worst_step, worst_hidden, worst_between, kernels);
+
+        /* 4. an f16 KV cache: keys and values rounded to 11 significant bits move the logits
+         *    by about that much, the same on any thread count, batch or token by token */
+        float worst_f16 = 0;
+        for (int s = 0; s < f->n_seq; s++) {
+            const int T = f->seq_len[s];
+            float *out[2], *step = malloc((size_t)V * sizeof(float));
+            for (int k = 0; k < 2; k++) {
+                gpt2_context *half = gpt2_context_new(f->model, &(gpt2_context_params){.n_threads = 1 + 2 * k, .kernels = kernels,
+                                                                                       .kv_type = GPT2_F16}, err, sizeof err);
+                CHECK(half && gpt2_context_kv_bytes(half) * 2 == gpt2_context_kv_bytes(ctx[i]), "f16 KV cache: half the bytes");
+                out[k] = malloc((size_t)T * V * sizeof(float));
+                gpt2_forward(half, f->seq[s], T, out[k]);
+                if (k == 0) {
+                    gpt2_context_rewind(half, 0);
+                    for (int t = 0; t < T; t++) memcpy(step, gpt2_forward(half, &f->seq[s][t], 1, NULL), (size_t)V * sizeof(float));
+                }
+                gpt2_context_free(half);
+            }
+            CHECK(!memcmp(out[0], out[1], (size_t)T * V * sizeof(float)), "%s seq %d: f16 KV cache: 1 and 3 threads differ", f->dir, s);
+            float d = max_abs_diff(out[0] + (size_t)(T - 1) * V, f->logits_last + (size_t)s * V, (size_t)V);
+            const float e = max_abs_diff(step, f->logits_last + (size_t)s * V, (size_t)V);
+            d = e > d ? e : d;
+            if (s == f->full_seq) {
+                const float full = max_abs_diff(out[0], f->logits_full, (size_t)T * V);
+                d = full > d ? full : d;
+            }
+            if (d > worst_f16) worst_f16 = d;
+            free(out[0]), free(out[1]), free(step);
+        }
+        CHECK(worst_f16 <= 4e-3f, "%s: f16 KV cache: logits differ from the reference by %g", f->dir, worst_f16);
+        printf("%-24s f16 KV cache: max abs diff vs reference %.2e, 1 and 3 threads the same (%s kernels)\n", f->dir, worst_f16, kernels);
     }
 
     /* 4. the context refuses what does not fit and changes nothing when it does */
