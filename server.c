@@ -686,23 +686,50 @@ static bool pending_push(Generation *g, int token, const gpt2_token_info *info) 
     return !g->text.failed;
 }
 
+/* The bytes of the well-formed UTF-8 character at t[i] (1 for ASCII), or 0 for a byte the
+ * client sees as U+FFFD (as buf_json_string writes it). */
+static size_t char_length(const char *t, size_t n, size_t i) {
+    const unsigned char c = (unsigned char)t[i];
+    if (c < 0x80) return 1;
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    return len && len <= n - i && gpt2_utf8_valid_prefix(t + i, len) == len ? len : 0;
+}
+
+/* The bytes of t that match `stop` from t[i] as the client reads the text (a byte that is not
+ * UTF-8 reads as U+FFFD, so a stop copied from a response matches it), or 0. Bytes from
+ * `complete` on may be the start of a character the next token finishes: no match there yet. */
+static size_t stop_match(const char *t, size_t complete, size_t i, const char *stop, size_t stop_len) {
+    const size_t start = i;
+    for (size_t j = 0; j < stop_len;) {
+        if (i >= complete) return 0;
+        const size_t len = char_length(t, complete, i);
+        const char *expect = len ? t + i : "\xEF\xBF\xBD";
+        const size_t expect_len = len ? len : 3;
+        if (stop_len - j < expect_len || memcmp(stop + j, expect, expect_len)) return 0;
+        i += len ? len : 1, j += expect_len;
+    }
+    return i - start;
+}
+
 /* Where the text stops being safe to send: a stop sequence may still begin in its last
  * (longest stop - 1) bytes, and an incomplete UTF-8 character must wait for its next token.
- * Returns the stop's position in *cut if one has appeared (searching from `from`). */
+ * Returns the stop's position in *cut if one has appeared (searching from `from`; a match is
+ * no longer in bytes than the stop). */
 static size_t safe_end(const Generation *g, size_t from, size_t *cut) {
     const Completion *c = g->req;
     const char *t = g->text.data;
-    size_t n = g->text.len, longest = 0;
+    const size_t n = g->text.len, complete = n - gpt2_utf8_incomplete_tail(t, n);
+    size_t longest = 0;
     *cut = SIZE_MAX;
     for (int k = 0; k < c->n_stop; k++) {
         if (c->stop_len[k] > longest) longest = c->stop_len[k];
         size_t begin = from >= c->stop_len[k] ? from - c->stop_len[k] + 1 : 0;
         if (begin < g->completion_start) begin = g->completion_start;  /* stops end the completion, not the prompt */
-        const char *hit = n > begin ? memmem(t + begin, n - begin, c->stop[k], c->stop_len[k]) : NULL;
-        if (hit && (size_t)(hit - t) < *cut) *cut = (size_t)(hit - t);
+        for (size_t i = begin; i < complete && i < *cut; i++)
+            if (stop_match(t, complete, i, c->stop[k], c->stop_len[k])) { *cut = i; break; }
     }
     if (*cut != SIZE_MAX) return *cut;
-    size_t end = n - gpt2_utf8_incomplete_tail(t, n);
+    size_t end = complete;
     return longest > 1 && end > n - (longest - 1) ? n - (longest - 1) : end;
 }
 
@@ -1033,7 +1060,7 @@ int gpt2_serve(const gpt2_model *model, const gpt2_serve_options *opt) {
     s.slot_busy = calloc((size_t)opt->parallel, sizeof *s.slot_busy);
     if (!s.pool || !s.slots || !s.slot_busy) { fprintf(stderr, "gpt2: %s\n", s.pool ? "out of memory" : err); goto out; }
     for (int i = 0; i < opt->parallel; i++)
-        if (!(s.slots[i] = gpt2_context_new(model, &(gpt2_context_params){.pool = s.pool, .kernels = opt->kernels}, err, sizeof err))) {
+        if (!(s.slots[i] = gpt2_context_new(model, &(gpt2_context_params){.pool = s.pool, .kernels = opt->kernels, .kv_type = opt->kv_type}, err, sizeof err))) {
             fprintf(stderr, "gpt2: generation %d of %d: %s\n", i + 1, opt->parallel, err);
             goto out;
         }
