@@ -1069,6 +1069,16 @@ static inline void matmul_store(const Matmul *m, int o, int t, float y) {
     else *out = y;  /* STORE_GELU: gelu runs over the finished rows, see matmul_finish */
 }
 
+/* How far ahead of its reads decoding prefetches weights: whole tiles of `rows` rows, at least
+ * PREFETCH_BYTES, about what reading at full speed covers while one miss to memory is
+ * outstanding. (One tile ahead was too near for short rows: q4_0's 432-byte rows of GPT-2
+ * arrived late, and decoding ran at half the bandwidth.) */
+#define PREFETCH_BYTES 4096
+static inline size_t prefetch_ahead(size_t row_bytes, int rows) {
+    const size_t tile = row_bytes * (size_t)rows;
+    return tile * ((PREFETCH_BYTES + tile - 1) / tile);
+}
+
 /* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
  * line: the next tile's rows arrive while this one computes. */
 static inline void prefetch_rows(const Matmul *m, int o, int rows, int end) {

@@ -163,7 +163,7 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
 #define DOT_TILE(NAME, TYPE, LOAD, ONE)                                                                       \
     static ALWAYS_INLINE void KERNEL(NAME)(const Matmul *m, int o, int t, const int rows) {                  \
         const int n = m->n_in, nv = n - n % VEC_WIDTH;                                                        \
-        const size_t ws = m->row_bytes / sizeof(TYPE);                                                        \
+        const size_t ws = m->row_bytes / sizeof(TYPE), ahead = prefetch_ahead(m->row_bytes, rows);            \
         const TYPE *w = (const TYPE *)m->w + (size_t)o * ws;                                                  \
         const float *x = m->in + (size_t)t * n;                                                               \
         vec acc[DOT_ROWS];                                                                                    \
@@ -171,7 +171,7 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
         for (int i = 0; i < nv; i += VEC_WIDTH) {                                                             \
             vec xv = vec_load(x + i);                                                                         \
             for (int r = 0; r < rows; r++) {                                                                  \
-                PREFETCH(w + (r + rows) * ws + i);  /* the next tile's rows, a tile ahead */                   \
+                PREFETCH((const uint8_t *)(w + r * ws + i) + ahead);                                          \
                 acc[r] = vec_fma(LOAD(w + r * ws + i), xv, acc[r]);                                           \
             }                                                                                                 \
         }                                                                                                     \
@@ -268,6 +268,7 @@ static inline float KERNEL(qdot_sum)(float v) { return v; }
 static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
+    const size_t ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
     const int8_t *xq = m->xq + (size_t)t * nb * QBLOCK;
     const float *xd = m->xd + (size_t)t * nb;
@@ -285,7 +286,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
         const __m512 dx = _mm512_maskz_loadu_ps(in_group, xd + g);
         __m512 scale[DOT_ROWS];
         for (int r = 0; r < rows; r++) {
-            PREFETCH(w + (r + rows) * ws + quants + 2 * (size_t)g);
+            PREFETCH(w + r * ws + quants + 2 * (size_t)g + ahead);
             scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g)), dx);
         }
         for (int j = 0; j < n; j += 2) {
@@ -297,7 +298,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
             const __m512i start = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -offset * xsum[b]), 1 << 8, pair ? -offset * xsum[b + 1] : 0);
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * block_bytes;
-                PREFETCH(row + rows * ws);
+                PREFETCH(row + ahead);
                 __m512i q;
                 if (q4) {
                     const __m512i packed = _mm512_castsi256_si512(_mm256_maskz_loadu_epi8((__mmask32)in_pair, row));
@@ -315,7 +316,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
 #else
 static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
+    const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK), ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
     const int8_t *xq = m->xq + (size_t)t * nb * QBLOCK;
     const float *xd = m->xd + (size_t)t * nb;
@@ -325,7 +326,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     for (int b = 0; b < nb; b++) {
         for (int r = 0; r < rows; r++) {
             const uint8_t *row = w + r * ws;
-            PREFETCH(row + rows * ws + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
+            PREFETCH(row + ahead + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
             const float scale = scalar_f16(d16) * xd[b];
