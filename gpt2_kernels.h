@@ -486,10 +486,11 @@ static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int threa
                     d = amax / 127.0f;
                     const __m512 inv = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
                     /* to nearest, ties to even (the default rounding); outside ±127, which only
-                     * inf or NaN (converted to INT_MIN) can reach: 0 */
+                     * inf or NaN (converted to INT_MIN) can reach: 0 (compared unsigned, as
+                     * |INT_MIN| is INT_MIN) */
                     __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
-                    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epi32_mask(_mm512_abs_epi32(q0), limit), q0);
-                    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epi32_mask(_mm512_abs_epi32(q1), limit), q1);
+                    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
+                    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
                     sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
                     q[i] = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
                 }
