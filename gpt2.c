@@ -1152,6 +1152,8 @@ static void quantize_activations(Matmul *m) {
         }
 }
 
+#define ATT_QUERIES 4  /* queries of one head that attention computes together, reading each key once for all */
+
 /* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
  *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
  * the mask being the bound on j: a query never scores the keys after its own position. */
@@ -1165,7 +1167,7 @@ typedef struct {
     const void *values;    /* v_j of head h at values + h·value_head_stride + j·value_stride */
     bool f16;              /* keys and values are f16, not f32 */
     size_t value_head_stride, value_stride;
-    float *scores;         /* (threads, key_stride) scratch */
+    float *scores;         /* (threads, ATT_QUERIES, key_stride) scratch */
     float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
     int T, pos0, NH, HS;
 } Attention;
@@ -1422,7 +1424,7 @@ struct gpt2_context {
     float *fc;           /* (MAX_BATCH, 4C) MLP hidden layer */
     MatmulScratch mm;    /* the matmuls' work space */
     const Kernels *k;    /* the kernels for this CPU (or the ones asked for) */
-    float *scores;       /* (threads, key_stride) attention weights, scratch per thread */
+    float *scores;       /* (threads, ATT_QUERIES, key_stride) attention weights, scratch per thread */
     float *logits;       /* (V) of the last position */
 };
 
@@ -1438,7 +1440,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
      * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
     const uint64_t scratch = ((uint64_t)4 * c->n_embd + QBLOCK) * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * TILE_FLOATS_PER_CHANNEL) +
                              (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
-    const uint64_t scores = (uint64_t)n_threads * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
+    const uint64_t scores = (uint64_t)n_threads * ATT_QUERIES * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* the cache's elements are kv_size bytes, the others 4 (float or int); x, xn and attn are
      * batch_C, qkv 3 and fc 4 of it */

@@ -656,102 +656,134 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
 
 /* ---- attention ---------------------------------------------------------------------------- */
 
-/* The two products of attention over n keys, f32 or f16 (decided at compile time by f16):
- * scores p[j] = Σ_d q[d] · keys[d][j] and out[i] = Σ_j p[j] · values[j][i]. The scores keep
- * ATT_VECS vectors of keys in registers, so that each row of the transposed keys is read in
- * runs of ATT_VECS × 64 bytes (runs of 64 left the loads waiting on memory at long contexts);
- * the values' sums alternate between two sets of registers, halving the chain of dependent
- * FMAs. */
-#define ATT_VECS (VEC_WIDTH == 8 ? 8 : 16)  /* (AVX2 has 16 registers) */
+/* The two products of attention for G ≤ ATT_QUERIES queries of one head over n keys, f32 or
+ * f16 (decided at compile time by f16): scores p_g[j] = Σ_d q_g[d] · keys[d][j], and
+ * out_g[i] = Σ_j p_g[j] · values[j][i]. Each key or value loaded serves all G queries. A query's
+ * sums do not depend on G or n: a score is the same chain of fused multiply-adds in a vector
+ * lane or, for the last n % VEC_WIDTH keys, in fmaf; a query's probabilities past its own keys
+ * are 0, which add nothing to its values' sums. So a prompt computes the same logits whether
+ * it comes in one batch or several. */
+#define ATT_TILE (VEC_WIDTH == 8 ? 2 : 4)  /* vectors of keys or channels at a time (AVX2 has 16 registers) */
 #define KV_LOAD(base, i) (f16 ? vec_load_f16((const uint16_t *)(base) + (i)) : vec_load((const float *)(base) + (i)))
 #define KV_SCALAR(base, i) (f16 ? f16_to_f32(((const uint16_t *)(base))[i]) : ((const float *)(base))[i])
 
-static ALWAYS_INLINE void KERNEL(attention_scores)(float *p, const float *q, const void *keys, size_t ks, int HS, int n, const bool f16) {
-    int j = 0;
-    for (; j + VEC_WIDTH <= n;) {
-        const int vecs = j + ATT_VECS * VEC_WIDTH <= n ? ATT_VECS : 1;
-        vec acc[ATT_VECS];
-        for (int v = 0; v < vecs; v++) acc[v] = vec_zero();
-        for (int d = 0; d < HS; d++) {
-            const vec qd = vec_set1(q[d]);
-            for (int v = 0; v < vecs; v++) acc[v] = vec_fma(qd, KV_LOAD(keys, (size_t)d * ks + j + v * VEC_WIDTH), acc[v]);
+/* Scores of keys j … j + vecs·VEC_WIDTH - 1 for the G queries (vecs and G constants). */
+static ALWAYS_INLINE void KERNEL(score_tile)(float *const p[], const float *const q[], const int G, const uint8_t *keys, size_t ks,
+                                             int HS, int j, const int vecs, const bool f16) {
+    vec acc[ATT_QUERIES * ATT_TILE];
+    for (int i = 0; i < G * vecs; i++) acc[i] = vec_zero();
+    for (int d = 0; d < HS; d++) {
+        vec k[ATT_QUERIES * ATT_TILE];
+        for (int v = 0; v < vecs; v++) k[v] = KV_LOAD(keys, (size_t)d * ks + j + v * VEC_WIDTH);
+        for (int g = 0; g < G; g++) {
+            const vec qd = vec_set1(q[g][d]);
+            for (int v = 0; v < vecs; v++) acc[g * vecs + v] = vec_fma(qd, k[v], acc[g * vecs + v]);
         }
-        for (int v = 0; v < vecs; v++) vec_store(p + j + v * VEC_WIDTH, acc[v]);
-        j += vecs * VEC_WIDTH;
     }
-    for (; j < n; j++) {
-        float s = 0.0f;
-        for (int d = 0; d < HS; d++) s += q[d] * KV_SCALAR(keys, (size_t)d * ks + j);
-        p[j] = s;
-    }
+    for (int g = 0; g < G; g++)
+        for (int v = 0; v < vecs; v++) vec_store(p[g] + j + v * VEC_WIDTH, acc[g * vecs + v]);
 }
 
-static ALWAYS_INLINE void KERNEL(attention_values)(float *out, const float *p, const void *values, size_t vs, int HS, int n, const bool f16) {
+/* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers. */
+static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float *const q[], const int G, const void *keys, size_t ks,
+                                                   int HS, int n, const bool f16) {
+    const int wide = ATT_QUERIES * ATT_TILE / G;
+    int j = 0;
+    for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, wide, f16);
+    for (; j + VEC_WIDTH <= n; j += VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, 1, f16);
+    for (; j < n; j++)
+        for (int g = 0; g < G; g++) {
+            float s = 0.0f;
+            for (int d = 0; d < HS; d++) s = fmaf(q[g][d], KV_SCALAR(keys, (size_t)d * ks + j), s);  /* (plain C: no tail) */
+            p[g][j] = s;
+        }
+}
+
+static ALWAYS_INLINE void KERNEL(attention_values)(float *const out[], const float *const p[], const int G, const void *values,
+                                                   size_t vs, int HS, int n, const bool f16) {
     int i = 0;
     for (; i + VEC_WIDTH <= HS;) {
-        const int vecs = i + 4 * VEC_WIDTH <= HS ? 4 : 1;
-        vec even[4], odd[4];
-        for (int v = 0; v < vecs; v++) even[v] = odd[v] = vec_zero();
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const vec pe = vec_set1(p[j]), po = vec_set1(p[j + 1]);
-            for (int v = 0; v < vecs; v++) {
-                even[v] = vec_fma(pe, KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH), even[v]);
-                odd[v] = vec_fma(po, KV_LOAD(values, (size_t)(j + 1) * vs + i + v * VEC_WIDTH), odd[v]);
+        const int vecs = i + ATT_TILE * VEC_WIDTH <= HS ? ATT_TILE : 1;
+        vec acc[ATT_QUERIES][ATT_TILE];
+        for (int g = 0; g < G; g++)
+            for (int v = 0; v < vecs; v++) acc[g][v] = vec_zero();
+        for (int j = 0; j < n; j++) {
+            vec value[ATT_TILE];
+            for (int v = 0; v < vecs; v++) value[v] = KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH);
+            for (int g = 0; g < G; g++) {
+                const vec pj = vec_set1(p[g][j]);
+                for (int v = 0; v < vecs; v++) acc[g][v] = vec_fma(pj, value[v], acc[g][v]);
             }
         }
-        if (j < n)
-            for (int v = 0; v < vecs; v++) even[v] = vec_fma(vec_set1(p[j]), KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH), even[v]);
-        for (int v = 0; v < vecs; v++) vec_store(out + i + v * VEC_WIDTH, vec_add(even[v], odd[v]));
+        for (int g = 0; g < G; g++)
+            for (int v = 0; v < vecs; v++) vec_store(out[g] + i + v * VEC_WIDTH, acc[g][v]);
         i += vecs * VEC_WIDTH;
     }
-    for (; i < HS; i++) {
-        float s = 0.0f;
-        for (int j = 0; j < n; j++) s += p[j] * KV_SCALAR(values, (size_t)j * vs + i);
-        out[i] = s;
-    }
+    for (; i < HS; i++)
+        for (int g = 0; g < G; g++) {
+            float s = 0.0f;
+            for (int j = 0; j < n; j++) s += p[g][j] * KV_SCALAR(values, (size_t)j * vs + i);
+            out[g][i] = s;
+        }
 }
 #undef KV_LOAD
 #undef KV_SCALAR
 
+/* One task item: ATT_QUERIES consecutive query positions of one head (fewer at the batch's
+ * end), so that the items, and so the sums, are the same on any number of threads. */
 static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
     const Attention *a = arg;
-    const int HS = a->HS, ks = a->key_stride;
+    const int HS = a->HS, ks = a->key_stride, groups = (a->T + ATT_QUERIES - 1) / ATT_QUERIES;
     const float scale = 1.0f / sqrtf((float)HS);
     const size_t kv_size = a->f16 ? 2 : 4;
-    float *scores = a->scores + (size_t)thread * ks;
     for (int item = begin; item < end; item++) {
-        /* head-major: a thread takes consecutive positions of one head, whose keys and values
-         * then stay in cache from one query to the next */
-        int h = item / a->T, t = item % a->T, n_keys = a->pos0 + t + 1;
-        const float *q = a->q + (size_t)t * a->q_stride + h * HS;
+        const int h = item / groups, t0 = item % groups * ATT_QUERIES, G = a->T - t0 < ATT_QUERIES ? a->T - t0 : ATT_QUERIES;
         const uint8_t *keys = (const uint8_t *)a->keys + (size_t)h * HS * ks * kv_size;
         const uint8_t *values = (const uint8_t *)a->values + h * a->value_head_stride * kv_size;
-        float *out = a->out + (size_t)t * a->out_stride + h * HS;
-        float *p = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : scores;
-        /* p = softmax(q·kᵀ / √HS), subtracting the max so exp cannot overflow */
-        if (a->f16) KERNEL(attention_scores)(p, q, keys, ks, HS, n_keys, true);
-        else KERNEL(attention_scores)(p, q, keys, ks, HS, n_keys, false);
-        float max = -INFINITY, sum = 0.0f;
-        int j;
-        for (j = 0; j < n_keys; j++) {
-            p[j] *= scale;
-            if (p[j] > max) max = p[j];
+        const float *q[ATT_QUERIES];
+        float *p[ATT_QUERIES], *out[ATT_QUERIES];
+        int keys_of[ATT_QUERIES], n_max = 0;
+        for (int g = 0; g < G; g++) {
+            const int t = t0 + g, n_keys = a->pos0 + t + 1;  /* the causal mask: keys 0 … pos0 + t */
+            keys_of[g] = n_keys;
+            n_max = n_keys > n_max ? n_keys : n_max;
+            q[g] = a->q + (size_t)t * a->q_stride + h * HS;
+            out[g] = a->out + (size_t)t * a->out_stride + h * HS;
+            p[g] = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : a->scores + ((size_t)thread * ATT_QUERIES + g) * ks;
         }
-        for (j = 0; j < n_keys; j++) p[j] = KERNEL(exp_approx)(p[j] - max);
-        for (j = 0; j < n_keys; j++) sum += p[j];
-        float inv_sum = 1.0f / sum;
-        for (j = 0; j < n_keys; j++) p[j] *= inv_sum;
-        if (a->probs)  /* the masked keys, 0 in the stored softmax: its backward reads whole columns */
-            for (j = n_keys; j < a->pos0 + a->T; j++) p[j] = 0.0f;
+#define SCORES(GROUP) (a->f16 ? KERNEL(attention_scores)(p, q, GROUP, keys, ks, HS, n_max, true) \
+                            : KERNEL(attention_scores)(p, q, GROUP, keys, ks, HS, n_max, false))
+        if (G == ATT_QUERIES) SCORES(ATT_QUERIES);  /* the group's size as a constant: sums in registers */
+        else if (G == 1) SCORES(1);
+        else if (G == 2) SCORES(2);
+        else SCORES(3);
+#undef SCORES
+        for (int g = 0; g < G; g++) {
+            /* p = softmax(q·kᵀ / √HS) over the query's keys, subtracting the max so exp cannot
+             * overflow; 0 for the group's later keys (and, stored for training, to the batch's end:
+             * its backward reads whole columns) */
+            float *pg = p[g], max = -INFINITY, sum = 0.0f;
+            const int n = keys_of[g];
+            int j;
+            for (j = 0; j < n; j++) {
+                pg[j] *= scale;
+                if (pg[j] > max) max = pg[j];
+            }
+            for (j = 0; j < n; j++) pg[j] = KERNEL(exp_approx)(pg[j] - max);
+            for (j = 0; j < n; j++) sum += pg[j];
+            float inv_sum = 1.0f / sum;
+            for (j = 0; j < n; j++) pg[j] *= inv_sum;
+            for (j = n; j < (a->probs ? a->pos0 + a->T : n_max); j++) pg[j] = 0.0f;
+        }
         /* out = Σ_j p_j · v_j */
-        if (a->f16) KERNEL(attention_values)(out, p, values, a->value_stride, HS, n_keys, true);
-        else KERNEL(attention_values)(out, p, values, a->value_stride, HS, n_keys, false);
+        if (a->f16) KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, true);
+        else KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, false);
     }
 }
 
 static void KERNEL(attention)(gpt2_pool *pool, const Attention *a) {
-    pool_run(pool, KERNEL(attention_task), (void *)a, a->T * a->NH, pool_chunk(pool, a->T * a->NH, 1));
+    const int items = a->NH * ((a->T + ATT_QUERIES - 1) / ATT_QUERIES);
+    pool_run(pool, KERNEL(attention_task), (void *)a, items, pool_chunk(pool, items, 1));
 }
 
 /* ---- reading bandwidth -------------------------------------------------------------------- */
@@ -792,7 +824,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef scalar_f16
 #undef KERNELS_NAME
 #undef PANEL_ROWS
-#undef ATT_VECS
+#undef ATT_TILE
 #undef PANEL_POSITIONS
 #undef PANEL_BLOCK_BYTES
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
