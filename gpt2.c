@@ -1013,7 +1013,7 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
 /* A thread's tile, in floats per input channel (rounded up to whole blocks): MAX_TILE_ROWS
  * rows widened to f32, or the integer GEMM's panel of 32 rows, a byte a weight and a 4-byte
  * scale a block of 32 (36 bytes a channel) */
-#define TILE_FLOATS_PER_CHANNEL 9
+#define TILE_FLOATS_PER_CHANNEL 9  /* max(MAX_TILE_ROWS, 36 / 4) */
 static size_t tile_floats(int n_in) { return (size_t)TILE_FLOATS_PER_CHANNEL * (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK); }
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */

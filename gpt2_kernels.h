@@ -25,7 +25,6 @@
 #define vec_load(p) _mm512_loadu_ps(p)
 #define vec_store(p, v) _mm512_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm512_fmadd_ps(a, b, acc)
-#define vec_add(a, b) _mm512_add_ps(a, b)
 #define vec_sum(v) _mm512_reduce_add_ps(v)
 #define vec_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define vec_load_bf16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
@@ -40,7 +39,6 @@
 #define vec_load(p) _mm256_loadu_ps(p)
 #define vec_store(p, v) _mm256_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm256_fmadd_ps(a, b, acc)
-#define vec_add(a, b) _mm256_add_ps(a, b)
 #define vec_sum(v) KERNEL(sum8)(v)
 #define vec_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define vec_load_bf16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
@@ -55,7 +53,6 @@
 #define vec_load(p) vld1q_f32(p)
 #define vec_store(p, v) vst1q_f32(p, v)
 #define vec_fma(a, b, acc) vfmaq_f32(acc, a, b)
-#define vec_add(a, b) vaddq_f32(a, b)
 #define vec_sum(v) vaddvq_f32(v)
 #define vec_load_f16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define vec_load_bf16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
@@ -70,7 +67,6 @@
 #define vec_load(p) (*(p))
 #define vec_store(p, v) (*(p) = (v))
 #define vec_fma(a, b, acc) ((acc) + (a) * (b))
-#define vec_add(a, b) ((a) + (b))
 #define vec_sum(v) (v)
 #define vec_load_f16(p) f16_to_f32(*(p))
 #define vec_load_bf16(p) bf16_to_f32(*(p))
@@ -813,7 +809,6 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef vec_load
 #undef vec_store
 #undef vec_fma
-#undef vec_add
 #undef vec_sum
 #undef vec_load_f16
 #undef vec_load_bf16
