@@ -1014,7 +1014,10 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * rows widened to f32, or the integer GEMM's panel of 32 rows, a byte a weight and a 4-byte
  * scale a block of 32 (36 bytes a channel) */
 #define TILE_FLOATS_PER_CHANNEL 9  /* max(MAX_TILE_ROWS, 36 / 4) */
-static size_t tile_floats(int n_in) { return (size_t)TILE_FLOATS_PER_CHANNEL * (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK); }
+/* Widened rows lie 16 floats past a multiple of 32 apart: rows a multiple of 4 KB apart (3072
+ * channels: 12 KB) would share one set of the L1 cache, and the 8 rows of a tile evict each other. */
+static size_t tile_row_floats(int n_in) { return (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK) + 16; }
+static size_t tile_floats(int n_in) { return (size_t)TILE_FLOATS_PER_CHANNEL * (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK) + MAX_TILE_ROWS * 16; }
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
@@ -1091,13 +1094,16 @@ static inline void prefetch_rows(const Matmul *m, int o, int rows, int end) {
  * position t + l (tile rows `stride` apart): the same as matmul_store on each, with the
  * epilogue and the bias decided once a row. */
 static inline void matmul_store_tile(const Matmul *m, int o, int rows, int t, int n, const float *tile, int stride) {
-    for (int r = 0; r < rows; r++) {
-        const float b = m->bias ? m->bias[o + r] : 0.0f, *y = tile + (size_t)r * stride;
-        float *out = m->out + (size_t)t * m->n_out + o + r;
+    /* position by position, so each output line is written once: a tile's positions lie n_out
+     * floats apart, which for n_out = 3072 is 12 KB, one L1 set for all of them */
+    float b[MAX_TILE_ROWS];
+    for (int r = 0; r < rows; r++) b[r] = m->bias ? m->bias[o + r] : 0.0f;
+    for (int l = 0; l < n; l++) {
+        float *out = m->out + (size_t)(t + l) * m->n_out + o;
         if (m->epilogue == ACCUMULATE)
-            for (int l = 0; l < n; l++) out[(size_t)l * m->n_out] += y[l] + b;
+            for (int r = 0; r < rows; r++) out[r] += tile[(size_t)r * stride + l] + b[r];
         else
-            for (int l = 0; l < n; l++) out[(size_t)l * m->n_out] = y[l] + b;
+            for (int r = 0; r < rows; r++) out[r] = tile[(size_t)r * stride + l] + b[r];
     }
 }
 
@@ -1439,7 +1445,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     /* the matmuls' scratch: the transposed batch, a tile of weight rows per thread, and the
      * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
     const uint64_t scratch = ((uint64_t)4 * c->n_embd + QBLOCK) * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * TILE_FLOATS_PER_CHANNEL) +
-                             (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
+                             (uint64_t)n_threads * MAX_TILE_ROWS * 16 + (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
     const uint64_t scores = (uint64_t)n_threads * ATT_QUERIES * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* the cache's elements are kv_size bytes, the others 4 (float or int); x, xn and attn are

@@ -365,17 +365,18 @@ static ALWAYS_INLINE void KERNEL(batch_tile)(const Matmul *m, const float *w, si
     matmul_store_tile(m, o, rows, t, n, &tile[0][0], TILE_MAX_VECS * VEC_WIDTH);
 }
 
-/* Weight rows [o, o + rows) as f32 rows n_in apart, in this thread's tile: a row of f32 weights
- * is used where it lies, another type widened once for all the batch's positions. */
+/* Weight rows [o, o + rows) as f32 rows *stride apart: a row of f32 weights is used where it
+ * lies, another type widened once for all the batch's positions into this thread's tile. */
 static const float *KERNEL(f32_rows)(const Matmul *m, int o, int rows, int thread, size_t *stride) {
     if (m->dtype == GPT2_F32) {
         *stride = m->row_bytes / sizeof(float);
         return (const float *)m->w + (size_t)o * *stride;
     }
     float *tile = m->w_tiles + (size_t)thread * tile_floats(m->n_in);
+    const size_t tile_stride = tile_row_floats(m->n_in);
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = (const uint8_t *)m->w + (size_t)(o + r) * m->row_bytes;
-        float *out = tile + (size_t)r * m->n_in;
+        float *out = tile + (size_t)r * tile_stride;
         int i = 0;
         if (m->dtype == GPT2_F16)
             for (; i + VEC_WIDTH <= m->n_in; i += VEC_WIDTH) vec_store(out + i, vec_load_f16((const uint16_t *)row + i));
@@ -383,9 +384,9 @@ static const float *KERNEL(f32_rows)(const Matmul *m, int o, int rows, int threa
             for (; i + VEC_WIDTH <= m->n_in; i += VEC_WIDTH) vec_store(out + i, vec_load_bf16((const uint16_t *)row + i));
         else
             dequantize_row(row, m->dtype, m->n_in, out), i = m->n_in;
-        if (i < m->n_in) dequantize_row(row + 2 * (size_t)i, m->dtype, m->n_in - i, out + i);  /* f16/bf16's last few */
+        if (i < m->n_in) dequantize_row(row + dtype_row_bytes(m->dtype, i), m->dtype, m->n_in - i, out + i);  /* the last few */
     }
-    *stride = (size_t)m->n_in;
+    *stride = tile_stride;
     return tile;
 }
 
