@@ -476,7 +476,8 @@ test-walkthrough: build/walkthrough_numbers gpt2 export/convert build/page.h
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 test:
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target test-all
-test-all: all $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS) $(DOC_TESTS)
+# (the longest first, so the others fill the other cores around them)
+test-all: all test-compilers test-emulated test-tsan $(ENGINE_TESTS) $(SERVER_TESTS) $(TRAIN_TESTS) $(CONVERT_TESTS) $(TOKENIZER_TESTS) $(DOC_TESTS)
 	@echo "all tests passed"
 
 # Speed on a model with GPT-2 124M's shapes and random weights (no real weights needed): load

@@ -1,5 +1,7 @@
 #!/bin/sh
-# The command line's `--tokenize` against js-tiktoken's ids, on every case of cases.txt.
+# The command line's `--tokenize` against js-tiktoken's ids, on every "special" case of cases.txt
+# and every third other one (test_tokenizer checks every case through the library; this checks
+# the command line's reading of the file and its printing of ids, at a process a case).
 #
 #   tests/tokenizer/cli_test.sh GPT2 MODEL.bin TEST_TOKENIZER CASES.txt WORKDIR
 #
@@ -10,10 +12,12 @@ gpt2=$1 model=$2 splitter=$3 cases=$4 dir=$5
 rm -rf "$dir"
 mkdir -p "$dir"
 "$splitter" --split "$cases" "$dir" >/dev/null
-passed=0 failed=0
+passed=0 failed=0 n=0
 for text in "$dir"/*.txt; do
     case=${text%.txt}
     read -r mode < "$case.mode"
+    n=$((n + 1))
+    [ "$mode" = special ] || [ $((n % 3)) -eq 0 ] || continue
     flag=
     [ "$mode" = special ] && flag=--allow-special
     if "$gpt2" "$model" --tokenize "$text" $flag > "$case.out" 2>&1 && cmp -s "$case.out" "$case.ids"; then
