@@ -557,6 +557,13 @@ gpt2_model *gpt2_load(const char *path, char *err, size_t errlen) {
     close(fd);  /* the mapping keeps the file alive */
     if (m->map == MAP_FAILED) { fail(err, errlen, "%s: mmap: %s", path, ERRNO_TEXT(map_errno)); free(m); return NULL; }
     m->map_size = (size_t)size;
+#ifdef MADV_HUGEPAGE
+    /* A hint (Linux): read the file into the page cache in 2 MB pieces and map them whole where
+     * the filesystem can. Decoding streams every weight once a token; on 4 KB pages that is a
+     * page walk every 4 KB, and the hardware prefetcher stops at each page's end (f32 decoding
+     * on one core: ~1.1x). Refused or unsupported, nothing changes. */
+    (void)madvise(m->map, m->map_size, MADV_HUGEPAGE);
+#endif
     const uint8_t *base = m->map;
 
     uint64_t tok_off, tok_size, tok_end;
