@@ -1021,10 +1021,13 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * rows widened to f32, or the integer GEMM's panel of 32 rows, a byte a weight and a 4-byte
  * scale a block of 32 (36 bytes a channel) */
 #define TILE_FLOATS_PER_CHANNEL 9  /* max(MAX_TILE_ROWS, 36 / 4) */
-/* Widened rows lie 16 floats past a multiple of 32 apart: rows a multiple of 4 KB apart (3072
- * channels: 12 KB) would share one set of the L1 cache, and the 8 rows of a tile evict each other. */
-static size_t tile_row_floats(int n_in) { return (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK) + 16; }
-static size_t tile_floats(int n_in) { return (size_t)TILE_FLOATS_PER_CHANNEL * (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK) + MAX_TILE_ROWS * 16; }
+/* Widened rows lie TILE_ROW_PAD floats past a multiple of 32 apart: rows a multiple of 4 KB
+ * apart (3072 channels: 12 KB) would share one set of the L1 cache, and the 8 rows of a tile
+ * evict each other. */
+#define TILE_ROW_PAD 16
+static size_t whole_blocks(int n_in) { return (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK); }
+static size_t tile_row_floats(int n_in) { return whole_blocks(n_in) + TILE_ROW_PAD; }
+static size_t tile_floats(int n_in) { return TILE_FLOATS_PER_CHANNEL * whole_blocks(n_in) + MAX_TILE_ROWS * TILE_ROW_PAD; }
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
@@ -1452,7 +1455,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     /* the matmuls' scratch: the transposed batch, a tile of weight rows per thread, and the
      * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
     const uint64_t scratch = ((uint64_t)4 * c->n_embd + QBLOCK) * (MATMUL_POSITIONS + 16 + (uint64_t)n_threads * TILE_FLOATS_PER_CHANNEL) +
-                             (uint64_t)n_threads * MAX_TILE_ROWS * 16 + (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
+                             (uint64_t)n_threads * MAX_TILE_ROWS * TILE_ROW_PAD + (uint64_t)c->n_embd * MATMUL_POSITIONS * 2;
     const uint64_t scores = (uint64_t)n_threads * ATT_QUERIES * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* the cache's elements are kv_size bytes, the others 4 (float or int); x, xn and attn are
