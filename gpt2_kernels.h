@@ -25,6 +25,9 @@
 #define vec_load(p) _mm512_loadu_ps(p)
 #define vec_store(p, v) _mm512_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm512_fmadd_ps(a, b, acc)
+#define vec_mul(a, b) _mm512_mul_ps(a, b)
+#define vec_add(a, b) _mm512_add_ps(a, b)
+#define vec_max(a, b) _mm512_max_ps(a, b)
 #define vec_sum(v) _mm512_reduce_add_ps(v)
 #define vec_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define vec_load_bf16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
@@ -39,6 +42,9 @@
 #define vec_load(p) _mm256_loadu_ps(p)
 #define vec_store(p, v) _mm256_storeu_ps(p, v)
 #define vec_fma(a, b, acc) _mm256_fmadd_ps(a, b, acc)
+#define vec_mul(a, b) _mm256_mul_ps(a, b)
+#define vec_add(a, b) _mm256_add_ps(a, b)
+#define vec_max(a, b) _mm256_max_ps(a, b)
 #define vec_sum(v) KERNEL(sum8)(v)
 #define vec_load_f16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define vec_load_bf16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
@@ -53,6 +59,9 @@
 #define vec_load(p) vld1q_f32(p)
 #define vec_store(p, v) vst1q_f32(p, v)
 #define vec_fma(a, b, acc) vfmaq_f32(acc, a, b)
+#define vec_mul(a, b) vmulq_f32(a, b)
+#define vec_add(a, b) vaddq_f32(a, b)
+#define vec_max(a, b) vmaxq_f32(a, b)
 #define vec_sum(v) vaddvq_f32(v)
 #define vec_load_f16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define vec_load_bf16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
@@ -67,6 +76,9 @@
 #define vec_load(p) (*(p))
 #define vec_store(p, v) (*(p) = (v))
 #define vec_fma(a, b, acc) ((acc) + (a) * (b))
+#define vec_mul(a, b) ((a) * (b))
+#define vec_add(a, b) ((a) + (b))
+#define vec_max(a, b) ((a) > (b) ? (a) : (b))
 #define vec_sum(v) (v)
 #define vec_load_f16(p) f16_to_f32(*(p))
 #define vec_load_bf16(p) bf16_to_f32(*(p))
@@ -656,10 +668,10 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
 /* The two products of attention for G ≤ ATT_QUERIES queries of one head over n keys, f32 or
  * f16 (decided at compile time by f16): scores p_g[j] = Σ_d q_g[d] · keys[d][j], and
  * out_g[i] = Σ_j p_g[j] · values[j][i]. Each key or value loaded serves all G queries. A query's
- * sums do not depend on G or n: a score is the same chain of fused multiply-adds in a vector
- * lane or, for the last n % VEC_WIDTH keys, in fmaf; a query's probabilities past its own keys
- * are 0, which add nothing to its values' sums. So a prompt computes the same logits whether
- * it comes in one batch or several. */
+ * sums do not depend on G or n: a score is the same chain of fused multiply-adds in whichever
+ * vector lane it falls, and a query's probabilities past its own keys are 0, which add nothing
+ * to its values' sums. So a prompt computes the same logits whether it comes in one batch or
+ * several. */
 #define ATT_TILE (VEC_WIDTH == 8 ? 2 : 4)  /* vectors of keys or channels at a time (AVX2 has 16 registers) */
 #define KV_LOAD(base, i) (f16 ? vec_load_f16((const uint16_t *)(base) + (i)) : vec_load((const float *)(base) + (i)))
 #define KV_SCALAR(base, i) (f16 ? f16_to_f32(((const uint16_t *)(base))[i]) : ((const float *)(base))[i])
@@ -687,35 +699,35 @@ static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float
     const int wide = ATT_QUERIES * ATT_TILE / G;
     int j = 0;
     for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, wide, f16);
-    for (; j + VEC_WIDTH <= n; j += VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, 1, f16);
-    for (; j < n; j++)
+    /* the last few keys in a whole vector: the cache's rows (key_stride, a multiple of 16) have
+     * room, and the lanes past n, scores of no key, are not read */
+    for (; j < n; j += VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, 1, f16);
+}
+
+/* Channels i … i + vecs·VEC_WIDTH - 1 of the G outputs (vecs and G constants, so that the sums
+ * stay in registers: with a run-time vecs, gcc kept them in memory and copied each value row). */
+static ALWAYS_INLINE void KERNEL(value_tile)(float *const out[], const float *const p[], const int G, const uint8_t *values,
+                                             size_t vs, int i, int n, const int vecs, const bool f16) {
+    vec acc[ATT_QUERIES][ATT_TILE];
+    for (int g = 0; g < G; g++)
+        for (int v = 0; v < vecs; v++) acc[g][v] = vec_zero();
+    for (int j = 0; j < n; j++) {
+        vec value[ATT_TILE];
+        for (int v = 0; v < vecs; v++) value[v] = KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH);
         for (int g = 0; g < G; g++) {
-            float s = 0.0f;
-            for (int d = 0; d < HS; d++) s = fmaf(q[g][d], KV_SCALAR(keys, (size_t)d * ks + j), s);  /* (plain C: no tail) */
-            p[g][j] = s;
+            const vec pj = vec_set1(p[g][j]);
+            for (int v = 0; v < vecs; v++) acc[g][v] = vec_fma(pj, value[v], acc[g][v]);
         }
+    }
+    for (int g = 0; g < G; g++)
+        for (int v = 0; v < vecs; v++) vec_store(out[g] + i + v * VEC_WIDTH, acc[g][v]);
 }
 
 static ALWAYS_INLINE void KERNEL(attention_values)(float *const out[], const float *const p[], const int G, const void *values,
                                                    size_t vs, int HS, int n, const bool f16) {
     int i = 0;
-    for (; i + VEC_WIDTH <= HS;) {
-        const int vecs = i + ATT_TILE * VEC_WIDTH <= HS ? ATT_TILE : 1;
-        vec acc[ATT_QUERIES][ATT_TILE];
-        for (int g = 0; g < G; g++)
-            for (int v = 0; v < vecs; v++) acc[g][v] = vec_zero();
-        for (int j = 0; j < n; j++) {
-            vec value[ATT_TILE];
-            for (int v = 0; v < vecs; v++) value[v] = KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH);
-            for (int g = 0; g < G; g++) {
-                const vec pj = vec_set1(p[g][j]);
-                for (int v = 0; v < vecs; v++) acc[g][v] = vec_fma(pj, value[v], acc[g][v]);
-            }
-        }
-        for (int g = 0; g < G; g++)
-            for (int v = 0; v < vecs; v++) vec_store(out[g] + i + v * VEC_WIDTH, acc[g][v]);
-        i += vecs * VEC_WIDTH;
-    }
+    for (; i + ATT_TILE * VEC_WIDTH <= HS; i += ATT_TILE * VEC_WIDTH) KERNEL(value_tile)(out, p, G, values, vs, i, n, ATT_TILE, f16);
+    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) KERNEL(value_tile)(out, p, G, values, vs, i, n, 1, f16);
     for (; i < HS; i++)
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
@@ -725,6 +737,32 @@ static ALWAYS_INLINE void KERNEL(attention_values)(float *const out[], const flo
 }
 #undef KV_LOAD
 #undef KV_SCALAR
+
+/* p[0 … n) = softmax(scale · p), subtracting the max so that exp cannot overflow. The max
+ * and the sum go in vectors, the sum in VEC_WIDTH partial sums added in a fixed order: a
+ * query's probabilities depend on its own scores alone. */
+static void KERNEL(softmax)(float *p, int n, float scale) {
+    vec max_v = vec_set1(-INFINITY), sum_v = vec_zero();
+    int j = 0;
+    for (; j + VEC_WIDTH <= n; j += VEC_WIDTH) {
+        const vec x = vec_mul(vec_load(p + j), vec_set1(scale));
+        vec_store(p + j, x);
+        max_v = vec_max(max_v, x);
+    }
+    float lanes[VEC_WIDTH], max = -INFINITY, sum = 0.0f;
+    vec_store(lanes, max_v);
+    for (int l = 0; l < VEC_WIDTH; l++) max = lanes[l] > max ? lanes[l] : max;
+    for (; j < n; j++) {
+        p[j] *= scale;
+        max = p[j] > max ? p[j] : max;
+    }
+    for (j = 0; j < n; j++) p[j] = KERNEL(exp_approx)(p[j] - max);
+    for (j = 0; j + VEC_WIDTH <= n; j += VEC_WIDTH) sum_v = vec_add(sum_v, vec_load(p + j));
+    sum = vec_sum(sum_v);
+    for (; j < n; j++) sum += p[j];
+    const float inv_sum = 1.0f / sum;
+    for (j = 0; j < n; j++) p[j] *= inv_sum;
+}
 
 /* One task item: ATT_QUERIES consecutive query positions of one head (fewer at the batch's
  * end), so that the items, and so the sums, are the same on any number of threads. */
@@ -755,26 +793,20 @@ static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
         else if (G == 2) SCORES(2);
         else SCORES(3);
 #undef SCORES
+        /* p = softmax(q·kᵀ / √HS) over the query's keys; 0 for the group's later keys (and,
+         * stored for training, to the row's end: its backward reads whole columns) */
         for (int g = 0; g < G; g++) {
-            /* p = softmax(q·kᵀ / √HS) over the query's keys, subtracting the max so exp cannot
-             * overflow; 0 for the group's later keys (and, stored for training, to the batch's end:
-             * its backward reads whole columns) */
-            float *pg = p[g], max = -INFINITY, sum = 0.0f;
-            const int n = keys_of[g];
-            int j;
-            for (j = 0; j < n; j++) {
-                pg[j] *= scale;
-                if (pg[j] > max) max = pg[j];
-            }
-            for (j = 0; j < n; j++) pg[j] = KERNEL(exp_approx)(pg[j] - max);
-            for (j = 0; j < n; j++) sum += pg[j];
-            float inv_sum = 1.0f / sum;
-            for (j = 0; j < n; j++) pg[j] *= inv_sum;
-            for (j = n; j < (a->probs ? a->pos0 + a->T : n_max); j++) pg[j] = 0.0f;
+            KERNEL(softmax)(p[g], keys_of[g], scale);
+            for (int j = keys_of[g]; j < (a->probs ? ks : n_max); j++) p[g][j] = 0.0f;
         }
         /* out = Σ_j p_j · v_j */
-        if (a->f16) KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, true);
-        else KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, false);
+#define VALUES(GROUP) (a->f16 ? KERNEL(attention_values)(out, (const float *const *)p, GROUP, values, a->value_stride, HS, n_max, true) \
+                            : KERNEL(attention_values)(out, (const float *const *)p, GROUP, values, a->value_stride, HS, n_max, false))
+        if (G == ATT_QUERIES) VALUES(ATT_QUERIES);
+        else if (G == 1) VALUES(1);
+        else if (G == 2) VALUES(2);
+        else VALUES(3);
+#undef VALUES
     }
 }
 
@@ -810,6 +842,9 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef vec_load
 #undef vec_store
 #undef vec_fma
+#undef vec_mul
+#undef vec_add
+#undef vec_max
 #undef vec_sum
 #undef vec_load_f16
 #undef vec_load_bf16
