@@ -1125,14 +1125,19 @@ static void matmul_finish(const Matmul *m, int begin, int end) {
         }
 }
 
-/* in_t[i][t] = in[t][i], zero past T: one task item per input channel. */
+/* in_t[i][t] = in[t][i], zero past T: one task item per TRANSPOSE_CHANNELS input channels,
+ * read a cache line of each position at a time (channel by channel, the positions' lines lie
+ * n_in floats apart, 12 KB for 3072 channels, all in one set of the L1 cache). */
+#define TRANSPOSE_CHANNELS 16
 static void transpose_task(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     (void)thread;
-    for (int i = begin; i < end; i++) {
-        float *row = m->in_t + (size_t)i * m->T_padded;
-        for (int t = 0; t < m->T; t++) row[t] = m->in[(size_t)t * m->n_in + i];
-        for (int t = m->T; t < m->T_padded; t++) row[t] = 0.0f;
+    for (int block = begin; block < end; block++) {
+        const int i0 = block * TRANSPOSE_CHANNELS, i1 = i0 + TRANSPOSE_CHANNELS < m->n_in ? i0 + TRANSPOSE_CHANNELS : m->n_in;
+        for (int t = 0; t < m->T; t++)
+            for (int i = i0; i < i1; i++) m->in_t[(size_t)i * m->T_padded + t] = m->in[(size_t)t * m->n_in + i];
+        for (int i = i0; i < i1; i++)
+            for (int t = m->T; t < m->T_padded; t++) m->in_t[(size_t)i * m->T_padded + t] = 0.0f;
     }
 }
 

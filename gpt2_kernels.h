@@ -658,7 +658,8 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
             pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
             continue;
         }
-        pool_run(pool, transpose_task, &m, m.n_in, pool_chunk(pool, m.n_in, 16));
+        const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
+        pool_run(pool, transpose_task, &m, blocks, pool_chunk(pool, blocks, 1));
         pool_run(pool, KERNEL(matmul_batch_task), &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
     }
 }
