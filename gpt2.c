@@ -1474,10 +1474,11 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     return true;
 }
 
-/* The key cache in 2 MB pages where the kernel gives them (Linux: MADV_HUGEPAGE, a hint). A
+/* The KV cache in 2 MB pages where the kernel gives them (Linux: MADV_HUGEPAGE, a hint). A
  * token's keys are written one per channel, key_stride floats apart, each in a 4 KB page of its
  * own (768 a layer for GPT-2 small); on 4 KB pages each of those stores waited for a page walk,
- * and appending the keys took more of a decoded token than attention. */
+ * and appending the keys took more of a decoded token than attention. Its values go one head at
+ * a time into as many places (12 a layer, 144 for the model): copying a prompt's took 4%. */
 static void *huge_alloc(size_t bytes) {
     const size_t huge = (size_t)2 << 20;
     void *p = NULL;
@@ -1526,7 +1527,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     }
     ctx->tokens = malloc(s.tokens * sizeof(int));
     ctx->k_cache = huge_alloc(s.k_cache * ctx->kv_size);
-    ctx->v_cache = malloc(s.v_cache * ctx->kv_size);
+    ctx->v_cache = huge_alloc(s.v_cache * ctx->kv_size);
     ctx->x = malloc(s.batch_C * sizeof(float));
     ctx->xn = malloc(s.batch_C * sizeof(float));
     ctx->attn = malloc(s.batch_C * sizeof(float));
