@@ -777,20 +777,37 @@ static void KERNEL(softmax)(float *p, int n, float scale) {
     for (j = 0; j < n; j++) p[j] *= inv_sum;
 }
 
+/* The G queries of one task item (G and f16 constants, so that the sums stay in registers):
+ * their scores over keys 0 … n_max - 1, the softmaxes, and the sums of the values. */
+static ALWAYS_INLINE void KERNEL(attend)(const Attention *a, float *const p[], const float *const q[], float *const out[],
+                                         const int keys_of[], int n_max, const uint8_t *keys, const uint8_t *values, const int G,
+                                         const bool f16) {
+    const int HS = a->HS, ks = a->key_stride;
+    const float scale = 1.0f / sqrtf((float)HS);
+    KERNEL(attention_scores)(p, q, G, keys, ks, HS, n_max, f16);
+    /* p = softmax(q·kᵀ / √HS) over the query's keys; 0 for the group's later keys (and, stored
+     * for training, to the row's end: its backward reads whole columns) */
+    for (int g = 0; g < G; g++) {
+        KERNEL(softmax)(p[g], keys_of[g], scale);
+        for (int j = keys_of[g]; j < (a->probs ? ks : n_max); j++) p[g][j] = 0.0f;
+    }
+    /* out = Σ_j p_j · v_j */
+    KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, f16);
+}
+
 /* One task item: ATT_QUERIES consecutive query positions of one head (fewer at the batch's
  * end), so that the items, and so the sums, are the same on any number of threads. */
 static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
     const Attention *a = arg;
     const int HS = a->HS, ks = a->key_stride, groups = (a->T + ATT_QUERIES - 1) / ATT_QUERIES;
-    const float scale = 1.0f / sqrtf((float)HS);
     const size_t kv_size = a->f16 ? 2 : 4;
     for (int item = begin; item < end; item++) {
         const int h = item / groups, t0 = item % groups * ATT_QUERIES, G = a->T - t0 < ATT_QUERIES ? a->T - t0 : ATT_QUERIES;
         const uint8_t *keys = (const uint8_t *)a->keys + (size_t)h * HS * ks * kv_size;
         const uint8_t *values = (const uint8_t *)a->values + h * a->value_head_stride * kv_size;
-        const float *q[ATT_QUERIES];
-        float *p[ATT_QUERIES], *out[ATT_QUERIES];
-        int keys_of[ATT_QUERIES], n_max = 0;
+        const float *q[ATT_QUERIES] = {0};  /* (G of each: the rest stay unused) */
+        float *p[ATT_QUERIES] = {0}, *out[ATT_QUERIES] = {0};
+        int keys_of[ATT_QUERIES] = {0}, n_max = 0;
         for (int g = 0; g < G; g++) {
             const int t = t0 + g, n_keys = a->pos0 + t + 1;  /* the causal mask: keys 0 … pos0 + t */
             keys_of[g] = n_keys;
@@ -799,27 +816,13 @@ static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
             out[g] = a->out + (size_t)t * a->out_stride + h * HS;
             p[g] = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : a->scores + ((size_t)thread * ATT_QUERIES + g) * ks;
         }
-#define SCORES(GROUP) (a->f16 ? KERNEL(attention_scores)(p, q, GROUP, keys, ks, HS, n_max, true) \
-                            : KERNEL(attention_scores)(p, q, GROUP, keys, ks, HS, n_max, false))
-        if (G == ATT_QUERIES) SCORES(ATT_QUERIES);  /* the group's size as a constant: sums in registers */
-        else if (G == 1) SCORES(1);
-        else if (G == 2) SCORES(2);
-        else SCORES(3);
-#undef SCORES
-        /* p = softmax(q·kᵀ / √HS) over the query's keys; 0 for the group's later keys (and,
-         * stored for training, to the row's end: its backward reads whole columns) */
-        for (int g = 0; g < G; g++) {
-            KERNEL(softmax)(p[g], keys_of[g], scale);
-            for (int j = keys_of[g]; j < (a->probs ? ks : n_max); j++) p[g][j] = 0.0f;
-        }
-        /* out = Σ_j p_j · v_j */
-#define VALUES(GROUP) (a->f16 ? KERNEL(attention_values)(out, (const float *const *)p, GROUP, values, a->value_stride, HS, n_max, true) \
-                            : KERNEL(attention_values)(out, (const float *const *)p, GROUP, values, a->value_stride, HS, n_max, false))
-        if (G == ATT_QUERIES) VALUES(ATT_QUERIES);
-        else if (G == 1) VALUES(1);
-        else if (G == 2) VALUES(2);
-        else VALUES(3);
-#undef VALUES
+#define ATTEND(GROUP) (a->f16 ? KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, GROUP, true) \
+                            : KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, GROUP, false))
+        if (G == ATT_QUERIES) ATTEND(ATT_QUERIES);
+        else if (G == 1) ATTEND(1);
+        else if (G == 2) ATTEND(2);
+        else ATTEND(3);
+#undef ATTEND
     }
 }
 
