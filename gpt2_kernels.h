@@ -475,21 +475,52 @@ static ALWAYS_INLINE void KERNEL(transpose_16x8)(const __m256i rows[16], __m512i
     }
 }
 
+/* One position's block of n ≤ 32 activations quantized as quantize_block does (the same
+ * bytes, scale and sum), in two vectors: returns the scale, the 32 bytes in *q (0 past n). */
+static inline float KERNEL(quantize_block_vec)(const float *x, int n, __m256i *q, int32_t *sum) {
+    const __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
+    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
+    const __m512 x0 = _mm512_maskz_loadu_ps(lo, x), x1 = _mm512_maskz_loadu_ps(hi, x + 16);
+    /* max|x|: max_ps(a, 0) is 0 where a is NaN, so a NaN never becomes the max, as in
+     * quantize_block */
+    const __m512 a0 = _mm512_max_ps(_mm512_andnot_ps(sign, x0), zero), a1 = _mm512_max_ps(_mm512_andnot_ps(sign, x1), zero);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)), d = amax / 127.0f;
+    const __m512 inv = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
+    /* to nearest, ties to even (the default rounding); outside ±127, which only inf or NaN
+     * (converted to INT_MIN) can reach: 0 (compared unsigned, as |INT_MIN| is INT_MIN) */
+    const __m512i limit = _mm512_set1_epi32(127);
+    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
+    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
+    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    *q = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+    return d;
+}
+
+/* quantize_activations' work (decoding), block by block in vectors */
+static void KERNEL(quantize_positions)(Matmul *m) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    for (int t = 0; t < m->T; t++)
+        for (int b = 0; b < nb; b++) {
+            const size_t i = (size_t)t * nb + b;
+            const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+            __m256i q;
+            m->xd[i] = KERNEL(quantize_block_vec)(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, &q, &m->xsum[i]);
+            _mm256_storeu_si256((__m256i *)(m->xq + i * QBLOCK), q);
+        }
+}
+
 /* The batch's activations for the integer GEMM, one task item per block b of 32 channels,
- * each position's block quantized as quantize_block does (the same bytes, scale and sum):
- * for each group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1 side by side
- * (xq[b][g][t], transposed 16 positions at a time), the scale of each position's block, and
- * the block's sum × the weights' offset, negated: it starts the integer sums, which is how
- * the offset drops out. */
+ * each position's block quantized by quantize_block_vec: for each group g of 4 channels, the 4
+ * bytes of positions 0 … T_padded - 1 side by side (xq[b][g][t], transposed 16 positions at a
+ * time), the scale of each position's block, and the block's sum × the weights' offset,
+ * negated: it starts the integer sums, which is how the offset drops out. */
 static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     (void)thread;
     const int Tp = m->T_padded, offset = m->dtype == GPT2_Q8_0 ? 128 : 8;
-    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
-    const __m512i limit = _mm512_set1_epi32(127);
     for (int b = begin; b < end; b++) {
         const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-        const __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
         for (int t0 = 0; t0 < Tp; t0 += 16) {
             __m256i q[16];
             for (int i = 0; i < 16; i++) {
@@ -497,24 +528,7 @@ static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int threa
                 float d = 0.0f;
                 int32_t sum = 0;
                 q[i] = _mm256_setzero_si256();
-                if (t < m->T) {
-                    const float *x = m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK;
-                    const __m512 x0 = _mm512_maskz_loadu_ps(lo, x), x1 = _mm512_maskz_loadu_ps(hi, x + 16);
-                    /* max|x|: max_ps(a, 0) is 0 where a is NaN, so a NaN never becomes the max,
-                     * as in quantize_block */
-                    const __m512 a0 = _mm512_max_ps(_mm512_andnot_ps(sign, x0), zero), a1 = _mm512_max_ps(_mm512_andnot_ps(sign, x1), zero);
-                    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-                    d = amax / 127.0f;
-                    const __m512 inv = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
-                    /* to nearest, ties to even (the default rounding); outside ±127, which only
-                     * inf or NaN (converted to INT_MIN) can reach: 0 (compared unsigned, as
-                     * |INT_MIN| is INT_MIN) */
-                    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
-                    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
-                    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
-                    sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-                    q[i] = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
-                }
+                if (t < m->T) d = KERNEL(quantize_block_vec)(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, &q[i], &sum);
                 m->xd[(size_t)b * Tp + t] = d;
                 m->xsum[(size_t)b * Tp + t] = -offset * sum;
             }
@@ -666,7 +680,11 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
          * the decoding kernel, a few weight rows at a time against every position), so that each
          * instruction set computes the same sums */
         if (n < BATCH_MIN || quantized) {
+#if KERNELS_ISA == ISA_AVX512
+            if (quantized) KERNEL(quantize_positions)(&m);
+#else
             if (quantized) quantize_activations(&m);
+#endif
             pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
             continue;
         }
