@@ -707,21 +707,25 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
 #define KV_LOAD(base, i) (f16 ? vec_load_f16((const uint16_t *)(base) + (i)) : vec_load((const float *)(base) + (i)))
 #define KV_SCALAR(base, i) (f16 ? f16_to_f32(((const uint16_t *)(base))[i]) : ((const float *)(base))[i])
 
-/* Scores of keys j … j + vecs·VEC_WIDTH - 1 for the G queries (vecs and G constants). */
-static ALWAYS_INLINE void KERNEL(score_tile)(float *const p[], const float *const q[], const int G, const uint8_t *keys, size_t ks,
-                                             int HS, int j, const int vecs, const bool f16) {
+/* out_g[c, c + vecs·VEC_WIDTH) = Σ_{k<K} a_g[k] · B[k·b_k + (c, c + vecs·VEC_WIDTH)], g < G:
+ * the GEMM micro-kernel with its rows given as pointers and B f32 or f16. Scores are this with
+ * a = the queries and B = the transposed keys (K = HS), the values' sums with a = the
+ * probabilities and B = the values (K = keys). vecs and G are constants, so that the sums stay
+ * in registers (with a run-time vecs, gcc kept them in memory and copied each row of B). */
+static ALWAYS_INLINE void KERNEL(attention_tile)(float *const out[], const float *const a[], const int G, const uint8_t *B, size_t b_k,
+                                                 int K, int c, const int vecs, const bool f16) {
     vec acc[ATT_QUERIES * ATT_TILE];
     for (int i = 0; i < G * vecs; i++) acc[i] = vec_zero();
-    for (int d = 0; d < HS; d++) {
-        vec k[ATT_QUERIES * ATT_TILE];
-        for (int v = 0; v < vecs; v++) k[v] = KV_LOAD(keys, (size_t)d * ks + j + v * VEC_WIDTH);
+    for (int k = 0; k < K; k++) {
+        vec b[ATT_QUERIES * ATT_TILE];
+        for (int v = 0; v < vecs; v++) b[v] = KV_LOAD(B, (size_t)k * b_k + c + v * VEC_WIDTH);
         for (int g = 0; g < G; g++) {
-            const vec qd = vec_set1(q[g][d]);
-            for (int v = 0; v < vecs; v++) acc[g * vecs + v] = vec_fma(qd, k[v], acc[g * vecs + v]);
+            const vec ak = vec_set1(a[g][k]);
+            for (int v = 0; v < vecs; v++) acc[g * vecs + v] = vec_fma(ak, b[v], acc[g * vecs + v]);
         }
     }
     for (int g = 0; g < G; g++)
-        for (int v = 0; v < vecs; v++) vec_store(p[g] + j + v * VEC_WIDTH, acc[g * vecs + v]);
+        for (int v = 0; v < vecs; v++) vec_store(out[g] + c + v * VEC_WIDTH, acc[g * vecs + v]);
 }
 
 /* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers. */
@@ -729,36 +733,17 @@ static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float
                                                    int HS, int n, const bool f16) {
     const int wide = ATT_QUERIES * ATT_TILE / G;
     int j = 0;
-    for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, wide, f16);
+    for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(attention_tile)(p, q, G, keys, ks, HS, j, wide, f16);
     /* the last few keys in a whole vector: the cache's rows (key_stride, a multiple of 16) have
      * room, and the lanes past n, scores of no key, are not read */
-    for (; j < n; j += VEC_WIDTH) KERNEL(score_tile)(p, q, G, keys, ks, HS, j, 1, f16);
-}
-
-/* Channels i … i + vecs·VEC_WIDTH - 1 of the G outputs (vecs and G constants, so that the sums
- * stay in registers: with a run-time vecs, gcc kept them in memory and copied each value row). */
-static ALWAYS_INLINE void KERNEL(value_tile)(float *const out[], const float *const p[], const int G, const uint8_t *values,
-                                             size_t vs, int i, int n, const int vecs, const bool f16) {
-    vec acc[ATT_QUERIES][ATT_TILE];
-    for (int g = 0; g < G; g++)
-        for (int v = 0; v < vecs; v++) acc[g][v] = vec_zero();
-    for (int j = 0; j < n; j++) {
-        vec value[ATT_TILE];
-        for (int v = 0; v < vecs; v++) value[v] = KV_LOAD(values, (size_t)j * vs + i + v * VEC_WIDTH);
-        for (int g = 0; g < G; g++) {
-            const vec pj = vec_set1(p[g][j]);
-            for (int v = 0; v < vecs; v++) acc[g][v] = vec_fma(pj, value[v], acc[g][v]);
-        }
-    }
-    for (int g = 0; g < G; g++)
-        for (int v = 0; v < vecs; v++) vec_store(out[g] + i + v * VEC_WIDTH, acc[g][v]);
+    for (; j < n; j += VEC_WIDTH) KERNEL(attention_tile)(p, q, G, keys, ks, HS, j, 1, f16);
 }
 
 static ALWAYS_INLINE void KERNEL(attention_values)(float *const out[], const float *const p[], const int G, const void *values,
                                                    size_t vs, int HS, int n, const bool f16) {
     int i = 0;
-    for (; i + ATT_TILE * VEC_WIDTH <= HS; i += ATT_TILE * VEC_WIDTH) KERNEL(value_tile)(out, p, G, values, vs, i, n, ATT_TILE, f16);
-    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) KERNEL(value_tile)(out, p, G, values, vs, i, n, 1, f16);
+    for (; i + ATT_TILE * VEC_WIDTH <= HS; i += ATT_TILE * VEC_WIDTH) KERNEL(attention_tile)(out, p, G, values, vs, n, i, ATT_TILE, f16);
+    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) KERNEL(attention_tile)(out, p, G, values, vs, n, i, 1, f16);
     for (; i < HS; i++)
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
