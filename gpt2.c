@@ -1435,7 +1435,7 @@ struct gpt2_context {
     int logits_pos;      /* logits hold the prediction after this many positions (-1: none) */
     void *k_cache;       /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
     int key_stride;      /* n_ctx rounded up and padded, so that rows are not a power of two apart (cache sets) */
-    void *v_cache;       /* (L, NH, n_ctx, HS): values, a row per position */
+    void *v_cache;       /* (L, n_ctx, C): values, a row per position, its heads side by side */
     size_t kv_size;      /* bytes of a key or value element: 4 (f32) or 2 (f16) */
     /* activations of one batch of up to MAX_BATCH positions */
     float *x;            /* (MAX_BATCH, C) the residual stream */
@@ -1477,8 +1477,8 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
 /* The KV cache in 2 MB pages where the kernel gives them (Linux: MADV_HUGEPAGE, a hint). A
  * token's keys are written one per channel, key_stride floats apart, each in a 4 KB page of its
  * own (768 a layer for GPT-2 small); on 4 KB pages each of those stores waited for a page walk,
- * and appending the keys took more of a decoded token than attention. Its values go one head at
- * a time into as many places (12 a layer, 144 for the model): copying a prompt's took 4%. */
+ * and appending the keys took more of a decoded token than attention. Attention reads a head's
+ * values a row apart (3 KB for GPT-2 small), a new 4 KB page every position or two. */
 static void *huge_alloc(size_t bytes) {
     const size_t huge = (size_t)2 << 20;
     void *p = NULL;
@@ -1594,7 +1594,7 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
         uint8_t *k_cache = (uint8_t *)ctx->k_cache + (size_t)l * C * ks * ctx->kv_size;          /* (NH, HS, key_stride) */
-        uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (NH, n_ctx, HS) */
+        uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (n_ctx, C) */
 
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm(xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps, NULL, NULL);
@@ -1608,18 +1608,18 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
                 if (f16) ((uint16_t *)k_cache)[at] = f32_to_f16(key);
                 else ((float *)k_cache)[at] = key;
             }
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < NH; h++) {
-                const float *value = qkv + (size_t)t * 3 * C + 2 * C + h * HS;
-                const size_t at = ((size_t)h * ctx->n_ctx + pos + t) * HS;
-                if (f16)
-                    for (int d = 0; d < HS; d++) ((uint16_t *)v_cache)[at + d] = f32_to_f16(value[d]);
-                else
-                    memcpy((float *)v_cache + at, value, HS * sizeof(float));
-            }
+        /* the values: the batch's rows, one piece of the cache */
+        const float *values = qkv + 2 * C;
+        for (int t = 0; t < T; t++) {
+            const size_t at = (size_t)(pos + t) * C;
+            if (f16)
+                for (int i = 0; i < C; i++) ((uint16_t *)v_cache)[at + i] = f32_to_f16(values[(size_t)t * 3 * C + i]);
+            else
+                memcpy((float *)v_cache + at, values + (size_t)t * 3 * C, C * sizeof(float));
+        }
         k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
-                                     .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
-                                     .value_stride = HS, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
+                                     .key_stride = ks, .values = v_cache, .value_head_stride = HS,
+                                     .value_stride = C, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
         k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */
