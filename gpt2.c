@@ -1092,14 +1092,6 @@ static inline size_t prefetch_ahead(size_t row_bytes, int rows) {
     return tile * ((PREFETCH_BYTES + tile - 1) / tile);
 }
 
-/* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
- * line: the next tile's rows arrive while this one computes. */
-static inline void prefetch_rows(const Matmul *m, int o, int rows, int end) {
-    if (o >= end) return;
-    const uint8_t *first = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
-    for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
-}
-
 /* A tile of outputs o … o + rows - 1 at positions t … t + n - 1, tile[r][l] for output o + r at
  * position t + l (tile rows `stride` apart): the same as matmul_store on each, with the
  * epilogue and the bias decided once a row. */
@@ -1161,16 +1153,6 @@ static float quantize_block(const float *x, int n, int8_t q[QBLOCK], int32_t *su
     }
     *sum = s;
     return d;
-}
-
-static void quantize_activations(Matmul *m) {
-    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    for (int t = 0; t < m->T; t++)
-        for (int b = 0; b < nb; b++) {
-            const size_t i = (size_t)t * nb + b;
-            const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-            m->xd[i] = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, m->xq + i * QBLOCK, &m->xsum[i]);
-        }
 }
 
 #define ATT_QUERIES 4  /* queries of one head that attention computes together, reading each key once for all */

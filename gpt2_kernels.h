@@ -421,14 +421,14 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     const Matmul *m = arg;
     const int tile = BATCH_VECS * VEC_WIDTH;
     size_t ws;
+    /* the next tile's weights, a little at every step of the first tile of positions (all at
+     * once, before it, the prefetches queued and the loads behind them waited: one matmul of 64
+     * positions ran at 130-165 GFLOP/s from memory, 190 from the cache) */
+    const size_t step = BATCH_ROWS * m->row_bytes / (size_t)m->n_in;
     int o = begin;
     for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
         const float *w = KERNEL(f32_rows)(m, o, BATCH_ROWS, thread, &ws);
-        /* the next tile's weights, a little at every step of the first tile of positions (all
-         * at once, before it, the prefetches queued and the loads behind them waited: one matmul
-         * of 64 positions ran at 130-165 GFLOP/s from memory, 190 from the cache) */
         const uint8_t *next = o + 2 * BATCH_ROWS <= end ? (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes : NULL;
-        const size_t step = BATCH_ROWS * m->row_bytes / (size_t)m->n_in;
         int t = 0;
         for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS, t ? NULL : next, step);
         for (; t < m->T_padded; t += VEC_WIDTH) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, t ? NULL : next, step);
@@ -502,19 +502,6 @@ static inline float KERNEL(quantize_block_vec)(const float *x, int n, __m256i *q
     *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     *q = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
     return d;
-}
-
-/* quantize_activations' work (decoding), block by block in vectors */
-static void KERNEL(quantize_positions)(Matmul *m) {
-    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    for (int t = 0; t < m->T; t++)
-        for (int b = 0; b < nb; b++) {
-            const size_t i = (size_t)t * nb + b;
-            const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-            __m256i q;
-            m->xd[i] = KERNEL(quantize_block_vec)(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, &q, &m->xsum[i]);
-            _mm256_storeu_si256((__m256i *)(m->xq + i * QBLOCK), q);
-        }
 }
 
 /* The batch's activations for the integer GEMM, one task item per block b of 32 channels,
@@ -643,13 +630,21 @@ static ALWAYS_INLINE void KERNEL(panel_tile)(const Matmul *m, const uint8_t *pan
     }
 }
 
+/* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
+ * line: the next panel's rows arrive while this one computes. */
+static inline void KERNEL(prefetch_rows)(const Matmul *m, int o, int rows, int end) {
+    if (o >= end) return;
+    const uint8_t *first = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+    for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
+}
+
 static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
     for (int o = begin; o < end; o += PANEL_ROWS) {
         const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
         KERNEL(repack_panel)(m, o, rows, panel);
-        prefetch_rows(m, o + PANEL_ROWS, PANEL_ROWS, end);
+        KERNEL(prefetch_rows)(m, o + PANEL_ROWS, PANEL_ROWS, end);
         int t = 0;
         for (; t + PANEL_POSITIONS <= m->T; t += PANEL_POSITIONS) KERNEL(panel_tile)(m, panel, o, rows, t, PANEL_POSITIONS);
         switch (m->T - t) {  /* the last few positions */
@@ -663,6 +658,25 @@ static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) 
     matmul_finish(m, begin, end);
 }
 #endif
+
+/* Decoding's activations for the integer dot products, quantized position by position and
+ * block by block as quantize_block does: with AVX-512, in vectors. */
+static void KERNEL(quantize_activations)(Matmul *m) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    for (int t = 0; t < m->T; t++)
+        for (int b = 0; b < nb; b++) {
+            const size_t i = (size_t)t * nb + b;
+            const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+            const float *x = m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK;
+#if KERNELS_ISA == ISA_AVX512
+            __m256i q;
+            m->xd[i] = KERNEL(quantize_block_vec)(x, n, &q, &m->xsum[i]);
+            _mm256_storeu_si256((__m256i *)(m->xq + i * QBLOCK), q);
+#else
+            m->xd[i] = quantize_block(x, n, m->xq + i * QBLOCK, &m->xsum[i]);
+#endif
+        }
+}
 
 /* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
  * the pool; more than MATMUL_POSITIONS positions go in chunks of that many. */
@@ -687,11 +701,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
          * the decoding kernel, a few weight rows at a time against every position), so that each
          * instruction set computes the same sums */
         if (n < BATCH_MIN || quantized) {
-#if KERNELS_ISA == ISA_AVX512
-            if (quantized) KERNEL(quantize_positions)(&m);
-#else
-            if (quantized) quantize_activations(&m);
-#endif
+            if (quantized) KERNEL(quantize_activations)(&m);
             pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
             continue;
         }
