@@ -78,7 +78,7 @@ test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bi
 	build/test_engine $(REFERENCES)
 	build/test_engine-san $(REFERENCES)
 
-# test_engine runs every kernel set the build has and the CPU runs (avx512, avx2, scalar on
+# test_engine runs every kernel set the build has and the CPU runs (avx512bf16, avx512, avx2, scalar on
 # x86-64); here again built for any x86-64 (the AVX ones then come from target pragmas), and
 # for ARM (NEON, under qemu)
 test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin

@@ -179,6 +179,10 @@ static uint16_t f32_to_bf16(float f) {
     return (uint16_t)((x + 0x7FFF + (x >> 16 & 1)) >> 16);
 }
 
+/* x at bf16's precision (nearest, ties to even), still an f32: bf16 weights multiply
+ * activations rounded so, in every kernel (see bf16_round_rows) */
+static float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
 #define QBLOCK 32  /* weights per q8_0 or q4_0 block */
 
 /* One row of `cols` floats in the given type, into row_bytes bytes (the gap zeroed). */
@@ -1061,6 +1065,14 @@ typedef struct {
     void (*gelu)(float *out, const float *in, size_t n);  /* the kernels' own */
 } Matmul;
 
+/* The matmul of positions t0 … t0 + n - 1 (of out ⟵ in · wᵀ + bias), T_padded n rounded up to
+ * whole vectors of `width` positions. */
+static Matmul matmul_args(const MatmulScratch *s, float *out, const float *in, const Tensor *w, const float *bias, int t0, int n,
+                          int width, Epilogue epilogue, void (*gelu)(float *, const float *, size_t)) {
+    return (Matmul){out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, s->in_t, (n + width - 1) / width * width, w->data,
+                    w->dtype, w->row_bytes, s->w_tiles, s->xq, s->xd, s->xsum, bias, n, w->cols, w->rows, epilogue, gelu};
+}
+
 static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
     const size_t nb = (size_t)(max_n_in + QBLOCK - 1) / QBLOCK;
     s->in_t = malloc((size_t)max_n_in * (MATMUL_POSITIONS + 16) * sizeof(float));
@@ -1123,14 +1135,27 @@ static void matmul_finish(const Matmul *m, int begin, int end) {
 #define TRANSPOSE_CHANNELS 16
 static void transpose_task(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
+    const bool bf16 = m->dtype == GPT2_BF16;  /* the activations rounded, see bf16_round_rows */
     (void)thread;
     for (int block = begin; block < end; block++) {
         const int i0 = block * TRANSPOSE_CHANNELS, i1 = i0 + TRANSPOSE_CHANNELS < m->n_in ? i0 + TRANSPOSE_CHANNELS : m->n_in;
         for (int t = 0; t < m->T; t++)
-            for (int i = i0; i < i1; i++) m->in_t[(size_t)i * m->T_padded + t] = m->in[(size_t)t * m->n_in + i];
+            for (int i = i0; i < i1; i++) {
+                const float x = m->in[(size_t)t * m->n_in + i];
+                m->in_t[(size_t)i * m->T_padded + t] = bf16 ? bf16_round(x) : x;
+            }
         for (int i = i0; i < i1; i++)
             for (int t = m->T; t < m->T_padded; t++) m->in_t[(size_t)i * m->T_padded + t] = 0.0f;
     }
+}
+
+/* bf16 weights multiply activations rounded to bf16, with f32 sums, in every kernel set and
+ * path: what the CPUs' bf16 dot products (AVX-512 BF16's vdpbf16ps, AMX) compute, so the
+ * kernel sets without them compute the same products. The cost: one rounding of each
+ * activation to 8 significant bits, as the weights already are. (Decoding rounds a copy.) */
+static const float *bf16_round_rows(const float *in, size_t n, float *copy) {
+    for (size_t i = 0; i < n; i++) copy[i] = bf16_round(in[i]);
+    return copy;
 }
 
 /* Decoding with q8_0 or q4_0 weights multiplies integers: each row of activations is
@@ -1194,6 +1219,7 @@ typedef struct {
 #define ISA_NEON 3
 
 #if defined(__x86_64__) && !defined(GPT2_SCALAR)
+#include <cpuid.h>
 #include <immintrin.h>
 #define X86_VARIANTS 1  /* AVX2 and AVX-512 copies, for the CPUs that have them */
 #endif
@@ -1264,6 +1290,118 @@ typedef struct {
 #define KERNELS_KEEP
 #include "gpt2_kernels.h"
 
+#if defined(X86_VARIANTS)
+/* ---- bf16 weights with AVX-512 BF16: two products a lane an instruction ------------------------
+ *
+ * vdpbf16ps adds to each f32 lane i the products of the lane's pair of bf16 values in two
+ * operands: acc[i] += a[2i]·b[2i] + a[2i+1]·b[2i+1], 32 multiply-adds an instruction, twice the
+ * f32 FMA's 16, and the weights go in as they lie in the file, unwidened. One operand is a pair
+ * of consecutive weights of a row, broadcast; the other, 16 positions' pairs of the same two
+ * activation channels, rounded to bf16 (as every kernel set rounds them, bf16_round_rows). Its
+ * tiles are the batched f32 kernel's: BF16_ROWS rows × BF16_VECS vectors of positions in
+ * registers, the next rows prefetched during the first vectors. */
+#if NATIVE_ISA == ISA_AVX512
+#define AVX512(name) name
+#else
+#define AVX512(name) name##_avx512
+#endif
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c")))
+#define BF16_ROWS 8
+#define BF16_VECS 2
+
+/* pairs[k][t] = bf16(x[t][2k]) | bf16(x[t][2k + 1]) << 16 (0 past n_in and past T): the batch
+ * transposed by pairs of channels, one task item per 16 channels, which vcvtneps2bf16 rounds
+ * (to nearest even, as f32_to_bf16) into the 8 pairs of a position at once. */
+_Static_assert(TRANSPOSE_CHANNELS == 16, "a block of channels is one vector");
+BF16_TARGET static void bf16_pairs_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    uint32_t *pairs = (uint32_t *)m->in_t;
+    const int n_pairs = (m->n_in + 1) / 2;
+    (void)thread;
+    for (int block = begin; block < end; block++) {
+        const int i0 = block * 16, k0 = i0 / 2, k1 = k0 + 8 < n_pairs ? k0 + 8 : n_pairs;
+        const __mmask16 channels = m->n_in - i0 >= 16 ? 0xFFFF : (__mmask16)((1u << (m->n_in - i0)) - 1);
+        for (int t = 0; t < m->T; t++) {
+            uint32_t row[8];
+            const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(channels, m->in + (size_t)t * m->n_in + i0));
+            _mm256_storeu_si256((__m256i *)row, (__m256i)h);
+            for (int k = k0; k < k1; k++) pairs[(size_t)k * m->T_padded + t] = row[k - k0];
+        }
+        for (int k = k0; k < k1; k++)
+            for (int t = m->T; t < m->T_padded; t++) pairs[(size_t)k * m->T_padded + t] = 0;
+    }
+}
+
+/* acc[r][v] += the products of pair k of row r (w + r·row_bytes) and of vector v of positions;
+ * `whole`: false for an odd last channel, whose weight is alone (and the activations' other
+ * half 0). */
+BF16_TARGET static ALWAYS_INLINE void bf16_step(__m512 acc[BF16_ROWS][BF16_VECS], const Matmul *m, const uint32_t *pairs,
+                                                const uint8_t *w, size_t k, const int rows, const int vecs, const bool whole) {
+    __m512bh b[BF16_VECS];
+    for (int v = 0; v < vecs; v++) b[v] = (__m512bh)_mm512_loadu_si512(pairs + k * (size_t)m->T_padded + 16 * v);
+    for (int r = 0; r < rows; r++) {
+        uint32_t pair = 0;
+        memcpy(&pair, w + (size_t)r * m->row_bytes + 4 * k, whole ? 4 : 2);  /* (x86: the low half first) */
+        const __m512bh a = (__m512bh)_mm512_set1_epi32((int32_t)pair);
+        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, b[v]);
+    }
+}
+
+/* Outputs o … o + rows - 1 at positions t … t + 16·vecs - 1, from the bf16 rows at w. */
+BF16_TARGET static ALWAYS_INLINE void bf16_tile(const Matmul *m, const uint8_t *w, int o, int t, const int rows, const int vecs,
+                                                const uint8_t *prefetch, size_t prefetch_step) {
+    const uint32_t *pairs = (const uint32_t *)m->in_t + t;
+    const size_t K = (size_t)m->n_in / 2;
+    __m512 acc[BF16_ROWS][BF16_VECS];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) acc[r][v] = _mm512_setzero_ps();
+    for (size_t k = 0; k < K; k++) {
+        if (prefetch) _mm_prefetch((const char *)prefetch + k * prefetch_step, _MM_HINT_T0);
+        bf16_step(acc, m, pairs, w, k, rows, vecs, true);
+    }
+    if (m->n_in % 2) bf16_step(acc, m, pairs, w, K, rows, vecs, false);
+    float tile[BF16_ROWS][BF16_VECS * 16];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(&tile[r][16 * v], acc[r][v]);
+    const int n = m->T - t < 16 * vecs ? m->T - t : 16 * vecs;  /* padding lanes are dropped */
+    matmul_store_tile(m, o, rows, t, n, &tile[0][0], BF16_VECS * 16);
+}
+
+BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    const int tile = 16 * BF16_VECS;
+    const size_t step = BF16_ROWS * m->row_bytes / (size_t)((m->n_in + 1) / 2);  /* the next rows over one pass of pairs */
+    (void)thread;
+    int o = begin;
+    for (; o + BF16_ROWS <= end; o += BF16_ROWS) {
+        const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes, *next = o + 2 * BF16_ROWS <= end ? w + BF16_ROWS * m->row_bytes : NULL;
+        int t = 0;
+        for (; t + tile <= m->T_padded; t += tile) bf16_tile(m, w, o, t, BF16_ROWS, BF16_VECS, t ? NULL : next, step);
+        for (; t < m->T_padded; t += 16) bf16_tile(m, w, o, t, BF16_ROWS, 1, t ? NULL : next, step);
+    }
+    for (; o < end; o++)
+        for (int t = 0; t < m->T_padded; t += 16) bf16_tile(m, (const uint8_t *)m->w + (size_t)o * m->row_bytes, o, t, 1, 1, NULL, 0);
+    matmul_finish(m, begin, end);
+}
+
+/* The AVX-512 kernels, but for bf16 weights in a batch. */
+static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
+                              const float *bias, int T, Epilogue epilogue) {
+    if (w->dtype != GPT2_BF16 || T < BATCH_MIN) {
+        AVX512(matmul)(pool, scratch, out, in, w, bias, T, epilogue);
+        return;
+    }
+    for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
+        const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
+        Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, 16, epilogue, AVX512(gelu));
+        const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
+        pool_run(pool, bf16_pairs_task, &m, blocks, pool_chunk(pool, blocks, 1));
+        pool_run(pool, bf16_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BF16_ROWS));
+    }
+}
+static const Kernels kernels_table_avx512bf16 = {"avx512bf16", matmul_avx512bf16, AVX512(attention), AVX512(gelu), AVX512(read_task)};
+#endif
+
 /* The kernel sets in order of preference, each with whether this CPU can run it. */
 static bool cpu_has(const char *isa) {
 #if defined(X86_VARIANTS)
@@ -1273,11 +1411,18 @@ static bool cpu_has(const char *isa) {
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx2") &&
                __builtin_cpu_supports("fma");
     if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!strcmp(isa, "avx512bf16")) {
+        unsigned a, b, c, d;  /* AVX512_BF16: cpuid leaf 7, subleaf 1, eax bit 5 */
+        return cpu_has("avx512") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
+    }
 #endif
     return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
 }
 
 static const Kernels *const kernel_sets[] = {  /* the widest vectors first */
+#if defined(X86_VARIANTS)
+    &kernels_table_avx512bf16,
+#endif
 #if NATIVE_ISA == ISA_AVX512
     &kernels_table,
 #elif defined(X86_VARIANTS)
@@ -1322,7 +1467,7 @@ const char *gpt2_kernel_name(void) {
 const char *gpt2_kernels_available(void) {
     static const char *const names =  /* (a constant: computed by the preprocessor) */
 #if defined(X86_VARIANTS)
-        "avx512 avx2 scalar";
+        "avx512bf16 avx512 avx2 scalar";
 #elif NATIVE_ISA == ISA_NEON
         "neon scalar";
 #else

@@ -684,9 +684,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
                            const float *bias, int T, Epilogue epilogue) {
     for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
         const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
-        Matmul m = {out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, scratch->in_t, (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH,
-                    w->data, w->dtype, w->row_bytes, scratch->w_tiles, scratch->xq, scratch->xd, scratch->xsum, bias, n, w->cols,
-                    w->rows, epilogue, KERNEL(gelu)};
+        Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, VEC_WIDTH, epilogue, KERNEL(gelu));
         const bool quantized = w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0;
 #if KERNELS_ISA == ISA_AVX512
         if (quantized && n >= BATCH_MIN) {
@@ -702,6 +700,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
          * instruction set computes the same sums */
         if (n < BATCH_MIN || quantized) {
             if (quantized) KERNEL(quantize_activations)(&m);
+            if (w->dtype == GPT2_BF16) m.in = bf16_round_rows(m.in, (size_t)n * m.n_in, m.in_t);
             pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
             continue;
         }

@@ -214,10 +214,13 @@ static void run(const gpt2_model *m, const Reference *r, const char *kernels, fl
 }
 
 /* How far two kernel sets may differ over a whole model. Their matmuls agree to rounding
- * (test_matmul_kernels), but q8_0 and q4_0 round each matmul's activations to 8 bits again: a
- * value that rounding differences put on the other side of a step changes by a step, and the
- * LM head passes that on (one such flip moves a logit of these models by up to ~0.03). */
-static float kernel_agreement(gpt2_dtype type) { return type == GPT2_Q8_0 || type == GPT2_Q4_0 ? 0.05f : 2e-4f; }
+ * (test_matmul_kernels), but q8_0 and q4_0 round each matmul's activations to 8 bits again,
+ * and bf16 to 8 significant bits: a value that rounding differences put on the other side of
+ * a step changes by a step, and the LM head passes that on (one such flip moves a logit of
+ * these models by up to ~0.03). */
+static float kernel_agreement(gpt2_dtype type) {
+    return type == GPT2_Q8_0 || type == GPT2_Q4_0 || type == GPT2_BF16 ? 0.05f : 2e-4f;
+}
 
 static void test_models(const char *dir, const char *model_path, const char *scratch) {
     /* max |logit - reference| on the fixtures, whose weights are 8-10x GPT-2's (larger logits) */
