@@ -78,7 +78,7 @@ test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bi
 	build/test_engine $(REFERENCES)
 	build/test_engine-san $(REFERENCES)
 
-# test_engine runs every kernel set the build has and the CPU runs (avx512bf16, avx512, avx2, scalar on
+# test_engine runs every kernel set the build has and the CPU runs (amx, avx512bf16, avx512, avx2, scalar on
 # x86-64); here again built for any x86-64 (the AVX ones then come from target pragmas), and
 # for ARM (NEON, under qemu)
 test-engine-kernels: build/test_engine-portable build/tiny.bin build/odd.bin
@@ -93,7 +93,7 @@ ENGINE_TESTS += test-emulated
 .PHONY: test-emulated test-emulated-aarch64 test-emulated-armhf
 
 # weight types: conversions, quantization round trips, every type x kernel set x path against
-# the references and against plain C, damaged quantized files
+# the references and against plain C (amx emulated), damaged quantized files
 build/test_types: tests/test_types.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
 # a random model with rows of 25 and 100 blocks of 32 (GPT-2's are 24 and 96), the shipped

@@ -1367,12 +1367,10 @@ BF16_TARGET static ALWAYS_INLINE void bf16_tile(const Matmul *m, const uint8_t *
     matmul_store_tile(m, o, rows, t, n, &tile[0][0], BF16_VECS * 16);
 }
 
-BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
+/* Rows [o, end) in tiles of BF16_ROWS rows, then one by one. */
+BF16_TARGET static ALWAYS_INLINE void bf16_rows(const Matmul *m, int o, int end) {
     const int tile = 16 * BF16_VECS;
     const size_t step = BF16_ROWS * m->row_bytes / (size_t)((m->n_in + 1) / 2);  /* the next rows over one pass of pairs */
-    (void)thread;
-    int o = begin;
     for (; o + BF16_ROWS <= end; o += BF16_ROWS) {
         const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes, *next = o + 2 * BF16_ROWS <= end ? w + BF16_ROWS * m->row_bytes : NULL;
         int t = 0;
@@ -1381,25 +1379,163 @@ BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int threa
     }
     for (; o < end; o++)
         for (int t = 0; t < m->T_padded; t += 16) bf16_tile(m, (const uint8_t *)m->w + (size_t)o * m->row_bytes, o, t, 1, 1, NULL, 0);
+}
+
+BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int thread) {
+    (void)thread;
+    bf16_rows(arg, begin, end);
+    matmul_finish(arg, begin, end);
+}
+
+/* ---- bf16 weights with AMX: a 16 × 16 tile of sums an instruction ------------------------------
+ *
+ * An AMX tile register holds 16 rows of 64 bytes. tdpbf16ps adds to tile C (16 × 16 f32) the
+ * products of tiles A and B (16 rows of 16 bf16 pairs each): C[i][j] += Σ_k A[i][2k]·B[k][2j] +
+ * A[i][2k+1]·B[k][2j+1], 8192 multiply-adds, 256 times vdpbf16ps's. A is 16 weight rows × 32
+ * channels, loaded as they lie in the file (row_bytes apart); B 16 pairs of channels × 16
+ * positions, as bf16_pairs_task lays them out. Two of each make 4 C tiles: 32 rows × 32
+ * positions. It needs n_in a multiple of 32 (GPT-2's are); the last n_out % 32 rows go to
+ * bf16_tile. Linux hands a process the tile registers' state only when asked (amx_usable). */
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c")))
+#ifndef AMX_DP  /* (the tests define an emulation of these, to run the kernel's logic anywhere) */
+#define AMX_STATE
+#define AMX_CONFIG(config) _tile_loadconfig(config)
+#define AMX_RELEASE() _tile_release()
+#define AMX_ZERO(tile) _tile_zero(tile)
+#define AMX_LOAD(tile, p, stride) _tile_loadd(tile, p, stride)
+#define AMX_STORE(tile, p, stride) _tile_stored(tile, p, stride)
+#define AMX_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#endif
+#define AMX_ROWS 32
+typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_row[16]; uint8_t rows[16]; } AmxConfig;
+
+/* A C tile's sums to outputs o … o + 15 at positions t … t + n - 1 (matmul_store_tile takes
+ * up to MAX_TILE_ROWS rows at a time). */
+static void amx_store_sums(const Matmul *m, int o, int t, int n, float c[16][16]) {
+    _Static_assert(MAX_TILE_ROWS == 8, "two stores of 8 rows");
+    matmul_store_tile(m, o, 8, t, n, &c[0][0], 16);
+    matmul_store_tile(m, o + 8, 8, t, n, &c[8][0], 16);
+}
+
+AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    const uint32_t *pairs = (const uint32_t *)m->in_t;
+    const size_t pairs_stride = (size_t)m->T_padded * sizeof(uint32_t);
+    AmxConfig config = {.palette = 1};  /* tiles 0-3: C, 4-5: A (weights), 6-7: B (pairs) */
+    for (int i = 0; i < 8; i++) config.bytes_per_row[i] = 64, config.rows[i] = 16;
+    float c[16][16];
+    AMX_STATE;
+    (void)thread;
+    AMX_CONFIG(&config);
+    int o = begin;
+    for (; o + AMX_ROWS <= end; o += AMX_ROWS) {
+        const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes, *w16 = w + 16 * m->row_bytes;
+        for (int t = 0; t < m->T_padded; t += 32) {
+            const bool two = t + 32 <= m->T_padded;  /* 32 positions, or the last 16 */
+            AMX_ZERO(0);
+            AMX_ZERO(1);
+            AMX_ZERO(2);
+            AMX_ZERO(3);
+            for (int k = 0; k < m->n_in; k += 32) {
+                const uint32_t *b = pairs + (size_t)(k / 2) * m->T_padded + t;
+                AMX_LOAD(4, w + 2 * (size_t)k, m->row_bytes);
+                AMX_LOAD(5, w16 + 2 * (size_t)k, m->row_bytes);
+                AMX_LOAD(6, b, pairs_stride);
+                AMX_DP(0, 4, 6);
+                AMX_DP(2, 5, 6);
+                if (two) {
+                    AMX_LOAD(7, b + 16, pairs_stride);
+                    AMX_DP(1, 4, 7);
+                    AMX_DP(3, 5, 7);
+                }
+            }
+            const int n = m->T - t < 16 ? m->T - t : 16;  /* padding positions are dropped */
+            AMX_STORE(0, &c[0][0], 64);
+            amx_store_sums(m, o, t, n, c);
+            AMX_STORE(2, &c[0][0], 64);
+            amx_store_sums(m, o + 16, t, n, c);
+            if (two && m->T > t + 16) {
+                const int n2 = m->T - t - 16 < 16 ? m->T - t - 16 : 16;
+                AMX_STORE(1, &c[0][0], 64);
+                amx_store_sums(m, o, t + 16, n2, c);
+                AMX_STORE(3, &c[0][0], 64);
+                amx_store_sums(m, o + 16, t + 16, n2, c);
+            }
+        }
+    }
+    AMX_RELEASE();
+    bf16_rows(m, o, end);
     matmul_finish(m, begin, end);
 }
 
-/* The AVX-512 kernels, but for bf16 weights in a batch. */
-static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
-                              const float *bias, int T, Epilogue epilogue) {
-    if (w->dtype != GPT2_BF16 || T < BATCH_MIN) {
-        AVX512(matmul)(pool, scratch, out, in, w, bias, T, epilogue);
-        return;
-    }
+/* bf16 weights in a batch: pairs of activations, then `task` on groups of `unit` rows. */
+static void bf16_matmul(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
+                        const float *bias, int T, Epilogue epilogue, task_fn task, int unit) {
     for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
         const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
         Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, 16, epilogue, AVX512(gelu));
         const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
         pool_run(pool, bf16_pairs_task, &m, blocks, pool_chunk(pool, blocks, 1));
-        pool_run(pool, bf16_batch_task, &m, m.n_out, pool_chunk(pool, m.n_out, BF16_ROWS));
+        pool_run(pool, task, &m, m.n_out, pool_chunk(pool, m.n_out, unit));
     }
 }
+
+/* The AVX-512 kernels, but for bf16 weights in a batch: AVX-512 BF16, or AMX. */
+static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
+                              const float *bias, int T, Epilogue epilogue) {
+    if (w->dtype == GPT2_BF16 && T >= BATCH_MIN) bf16_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_batch_task, BF16_ROWS);
+    else AVX512(matmul)(pool, scratch, out, in, w, bias, T, epilogue);
+}
+static void matmul_amx(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
+                       const float *bias, int T, Epilogue epilogue) {
+    if (w->dtype == GPT2_BF16 && T >= BATCH_MIN && w->cols % 32 == 0) bf16_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_amx_task, AMX_ROWS);
+    else matmul_avx512bf16(pool, scratch, out, in, w, bias, T, epilogue);
+}
 static const Kernels kernels_table_avx512bf16 = {"avx512bf16", matmul_avx512bf16, AVX512(attention), AVX512(gelu), AVX512(read_task)};
+static const Kernels kernels_table_amx = {"amx", matmul_amx, AVX512(attention), AVX512(gelu), AVX512(read_task)};
+
+/* Whether the AMX kernels compute what they should: 32 rows of 64 channels × 20 positions (two
+ * position tiles, the second part padding) against plain sums of the same rounded products. */
+static bool amx_self_check(void) {
+    enum { ROWS = 32, COLS = 64, T = 20 };
+    uint16_t w[ROWS][COLS];
+    float x[T][COLS], out[T][ROWS], want[T][ROWS];
+    uint32_t pairs[COLS / 2 * 32];
+    for (int r = 0; r < ROWS; r++)
+        for (int i = 0; i < COLS; i++) w[r][i] = f32_to_bf16((float)((r * 7 + i * 3) % 11 - 5) / 4);
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < COLS; i++) x[t][i] = (float)((t * 5 + i * 13) % 9 - 4) / 8;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < ROWS; r++) {
+            want[t][r] = 0;  /* small integers over powers of two: every sum exact */
+            for (int i = 0; i < COLS; i++) want[t][r] += bf16_to_f32(w[r][i]) * x[t][i];
+        }
+    Matmul m = {.out = &out[0][0], .in = &x[0][0], .in_t = (float *)pairs, .T_padded = 32, .w = w, .dtype = GPT2_BF16,
+                .row_bytes = sizeof w[0], .T = T, .n_in = COLS, .n_out = ROWS, .epilogue = STORE};
+    bf16_pairs_task(&m, 0, COLS / TRANSPOSE_CHANNELS, 0);
+    bf16_amx_task(&m, 0, ROWS, 0);
+    return !memcmp(out, want, sizeof out);
+}
+
+#ifndef AMX_USABLE  /* (the tests' emulation: where AVX-512 BF16 is) */
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+/* AMX-TILE and AMX-BF16 (cpuid leaf 7: edx bits 24 and 22), the kernel's leave to use their
+ * registers (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, 18), and the kernels
+ * computing the right sums on them. */
+static bool amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 22 & 1)) return false;
+#if defined(__linux__)
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return false;
+#else
+    return false;
+#endif
+    return amx_self_check();
+}
+#define AMX_USABLE() amx_usable()
+#endif
 #endif
 
 /* The kernel sets in order of preference, each with whether this CPU can run it. */
@@ -1415,12 +1551,14 @@ static bool cpu_has(const char *isa) {
         unsigned a, b, c, d;  /* AVX512_BF16: cpuid leaf 7, subleaf 1, eax bit 5 */
         return cpu_has("avx512") && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
     }
+    if (!strcmp(isa, "amx")) return cpu_has("avx512bf16") && AMX_USABLE();
 #endif
     return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
 }
 
 static const Kernels *const kernel_sets[] = {  /* the widest vectors first */
 #if defined(X86_VARIANTS)
+    &kernels_table_amx,
     &kernels_table_avx512bf16,
 #endif
 #if NATIVE_ISA == ISA_AVX512
@@ -1467,7 +1605,7 @@ const char *gpt2_kernel_name(void) {
 const char *gpt2_kernels_available(void) {
     static const char *const names =  /* (a constant: computed by the preprocessor) */
 #if defined(X86_VARIANTS)
-        "avx512bf16 avx512 avx2 scalar";
+        "amx avx512bf16 avx512 avx2 scalar";
 #elif NATIVE_ISA == ISA_NEON
         "neon scalar";
 #else

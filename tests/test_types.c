@@ -11,15 +11,63 @@
  *   logits at every position, in batch and token by token, with every kernel set, against the
  *   nanoGPT references (per-type bounds printed), and every kernel set against the plain-C
  *   one for the same type and path;
- * - every matmul path of every kernel set against plain C, per type, at GPT-2's widths;
+ * - every matmul path of every kernel set against plain C, per type, at GPT-2's widths (the amx
+ *   set through an emulation of its instructions, below, where AVX-512 BF16 is);
  * - with --wide, a random model with GPT-2-sized rows: every kernel set against plain C for
  *   each type, and thread counts bit for bit (test_wide);
  * - damaged quantized files are refused. */
+/* AMX, emulated (this runs where AMX may not be): the tile registers as memory, and tdpbf16ps
+ * as its definition, C[i][j] += Σ_k A[i][2k]·B[k][2j] + A[i][2k+1]·B[k][2j+1] (bf16 pairs
+ * along A's rows and B's columns, f32 sums), so that the "amx" kernel set's layout, loops and
+ * edges are checked against plain C like every other set's. On a CPU with AMX the engine's
+ * own self-check (amx_self_check) runs the real instructions. (Declared here, defined after
+ * gpt2.c's headers.) */
+#if defined(__x86_64__) && !defined(GPT2_SCALAR)
+typedef struct { unsigned char tile[8][16][64]; } AmxTiles;
+static void amx_load(unsigned char tile[16][64], const void *p, unsigned long stride);
+static void amx_store(unsigned char tile[16][64], void *p, unsigned long stride);
+static void amx_dp(AmxTiles *s, int c, int a, int b);
+#define AMX_STATE AmxTiles amx_tiles
+#define AMX_CONFIG(config) (void)(config)
+#define AMX_RELEASE() (void)0
+#define AMX_ZERO(t) memset(amx_tiles.tile[t], 0, sizeof amx_tiles.tile[t])
+#define AMX_LOAD(t, p, stride) amx_load(amx_tiles.tile[t], p, stride)
+#define AMX_STORE(t, p, stride) amx_store(amx_tiles.tile[t], p, stride)
+#define AMX_DP(c, a, b) amx_dp(&amx_tiles, c, a, b)
+#define AMX_USABLE() amx_self_check()
+#endif
+
 #include "../gpt2.c"
 #if NATIVE_ISA == ISA_SCALAR  /* a plain-C build: its own table is the plain C one */
 #define kernels_table_scalar kernels_table
 #endif
 #include "../export/json.h"
+
+#if defined(X86_VARIANTS)
+static void amx_load(unsigned char tile[16][64], const void *p, unsigned long stride) {
+    for (int r = 0; r < 16; r++) memcpy(tile[r], (const unsigned char *)p + r * stride, 64);
+}
+static void amx_store(unsigned char tile[16][64], void *p, unsigned long stride) {
+    for (int r = 0; r < 16; r++) memcpy((unsigned char *)p + r * stride, tile[r], 64);
+}
+static float amx_bf16(const unsigned char *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return bf16_to_f32(h);
+}
+static void amx_dp(AmxTiles *s, int c, int a, int b) {
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float acc;
+            memcpy(&acc, &s->tile[c][i][4 * j], 4);
+            for (int k = 0; k < 16; k++) {
+                acc += amx_bf16(&s->tile[a][i][4 * k]) * amx_bf16(&s->tile[b][k][4 * j]);
+                acc += amx_bf16(&s->tile[a][i][4 * k + 2]) * amx_bf16(&s->tile[b][k][4 * j + 2]);
+            }
+            memcpy(&s->tile[c][i][4 * j], &acc, 4);
+        }
+}
+#endif
 
 static int failures;
 #define CHECK(cond, ...) do { if (!(cond)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); failures++; } } while (0)
