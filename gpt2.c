@@ -1517,24 +1517,22 @@ static bool amx_self_check(void) {
     return !memcmp(out, want, sizeof out);
 }
 
-#ifndef AMX_USABLE  /* (the tests' emulation: where AVX-512 BF16 is) */
 #if defined(__linux__)
 #include <sys/syscall.h>
 #endif
-/* AMX-TILE and AMX-BF16 (cpuid leaf 7: edx bits 24 and 22), the kernel's leave to use their
- * registers (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, 18), and the kernels
- * computing the right sums on them. */
-static bool amx_usable(void) {
+/* AMX-TILE and AMX-BF16 (cpuid leaf 7: edx bits 24 and 22), and the kernel's leave to use their
+ * registers (Linux: arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, 18). */
+static bool amx_granted(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d >> 24 & 1) || !(d >> 22 & 1)) return false;
 #if defined(__linux__)
-    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return false;
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
 #else
     return false;
 #endif
-    return amx_self_check();
 }
-#define AMX_USABLE() amx_usable()
+#ifndef AMX_USABLE  /* (the tests' emulation: where AVX-512 BF16 is) */
+#define AMX_USABLE() (amx_granted() && amx_self_check())
 #endif
 #endif
 

@@ -12,29 +12,30 @@
  *   nanoGPT references (per-type bounds printed), and every kernel set against the plain-C
  *   one for the same type and path;
  * - every matmul path of every kernel set against plain C, per type, at GPT-2's widths (the amx
- *   set through an emulation of its instructions, below, where AVX-512 BF16 is);
+ *   set on the CPU's AMX, or through an emulation of its instructions where AVX-512 BF16 is);
  * - with --wide, a random model with GPT-2-sized rows: every kernel set against plain C for
  *   each type, and thread counts bit for bit (test_wide);
  * - damaged quantized files are refused. */
-/* AMX, emulated (this runs where AMX may not be): the tile registers as memory, and tdpbf16ps
- * as its definition, C[i][j] += Σ_k A[i][2k]·B[k][2j] + A[i][2k+1]·B[k][2j+1] (bf16 pairs
- * along A's rows and B's columns, f32 sums), so that the "amx" kernel set's layout, loops and
- * edges are checked against plain C like every other set's. On a CPU with AMX the engine's
- * own self-check (amx_self_check) runs the real instructions. (Declared here, defined after
- * gpt2.c's headers.) */
+/* AMX: the CPU's instructions where it has them, else an emulation (the tile registers as
+ * memory, tdpbf16ps as its definition: C[i][j] += Σ_k A[i][2k]·B[k][2j] + A[i][2k+1]·B[k][2j+1],
+ * bf16 pairs along A's rows and B's columns, f32 sums), so that the "amx" kernel set's layout,
+ * loops and edges are checked against plain C like every other set's, on any machine with
+ * AVX-512 BF16. (The emulation is declared here and defined after gpt2.c's headers.) */
 #if defined(__x86_64__) && !defined(GPT2_SCALAR)
 typedef struct { unsigned char tile[8][16][64]; } AmxTiles;
+static int amx_real;  /* set by AMX_USABLE: the CPU has AMX */
 static void amx_load(unsigned char tile[16][64], const void *p, unsigned long stride);
 static void amx_store(unsigned char tile[16][64], void *p, unsigned long stride);
 static void amx_dp(AmxTiles *s, int c, int a, int b);
+#define AMX_EITHER(real, emulated) do { if (amx_real) real; else emulated; } while (0)
 #define AMX_STATE AmxTiles amx_tiles
-#define AMX_CONFIG(config) (void)(config)
-#define AMX_RELEASE() (void)0
-#define AMX_ZERO(t) memset(amx_tiles.tile[t], 0, sizeof amx_tiles.tile[t])
-#define AMX_LOAD(t, p, stride) amx_load(amx_tiles.tile[t], p, stride)
-#define AMX_STORE(t, p, stride) amx_store(amx_tiles.tile[t], p, stride)
-#define AMX_DP(c, a, b) amx_dp(&amx_tiles, c, a, b)
-#define AMX_USABLE() amx_self_check()
+#define AMX_CONFIG(config) AMX_EITHER(_tile_loadconfig(config), (void)0)
+#define AMX_RELEASE() AMX_EITHER(_tile_release(), (void)0)
+#define AMX_ZERO(t) AMX_EITHER(_tile_zero(t), memset(amx_tiles.tile[t], 0, sizeof amx_tiles.tile[t]))
+#define AMX_LOAD(t, p, stride) AMX_EITHER(_tile_loadd(t, p, stride), amx_load(amx_tiles.tile[t], p, stride))
+#define AMX_STORE(t, p, stride) AMX_EITHER(_tile_stored(t, p, stride), amx_store(amx_tiles.tile[t], p, stride))
+#define AMX_DP(c, a, b) AMX_EITHER(_tile_dpbf16ps(c, a, b), amx_dp(&amx_tiles, c, a, b))
+#define AMX_USABLE() ((amx_real = amx_granted()), amx_self_check())
 #endif
 
 #include "../gpt2.c"
@@ -415,6 +416,9 @@ static void test_matmul_kernels(void) {
     }
     printf("matmuls: %d (type, shape, batch, epilogue, kernel set) against plain C, worst relative difference:", checked);
     for (int type = GPT2_F32; type < GPT2_N_DTYPES; type++) printf(" %s %.1e", gpt2_dtype_name((gpt2_dtype)type), worst[type]);
+#if defined(X86_VARIANTS)
+    if (cpu_has("amx")) printf("; amx on %s", amx_real ? "the CPU's tiles" : "emulated tiles (this CPU has no AMX)");
+#endif
     printf("\n");
     matmul_scratch_free(&scratch);
     gpt2_pool_free(pool);
