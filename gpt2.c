@@ -1396,15 +1396,17 @@ BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int threa
  * positions, as bf16_pairs_task lays them out. Two of each make 4 C tiles: 32 rows × 32
  * positions. It needs n_in a multiple of 32 (GPT-2's are); the last n_out % 32 rows go to
  * bf16_tile. Linux hands a process the tile registers' state only when asked (amx_usable). */
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c")))
-#ifndef AMX_DP  /* (the tests define an emulation of these, to run the kernel's logic anywhere) */
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c")))
+#ifndef AMX_STATE  /* (the tests define an emulation of these, to run the kernels' logic anywhere) */
 #define AMX_STATE
 #define AMX_CONFIG(config) _tile_loadconfig(config)
 #define AMX_RELEASE() _tile_release()
 #define AMX_ZERO(tile) _tile_zero(tile)
 #define AMX_LOAD(tile, p, stride) _tile_loadd(tile, p, stride)
 #define AMX_STORE(tile, p, stride) _tile_stored(tile, p, stride)
-#define AMX_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#define AMX_DPBF16PS(c, a, b) _tile_dpbf16ps(c, a, b)
+#define AMX_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
+#define AMX_DPBUSD(c, a, b) _tile_dpbusd(c, a, b)
 #endif
 #define AMX_ROWS 32
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_row[16]; uint8_t rows[16]; } AmxConfig;
@@ -1441,12 +1443,12 @@ AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) 
                 AMX_LOAD(4, w + 2 * (size_t)k, m->row_bytes);
                 AMX_LOAD(5, w16 + 2 * (size_t)k, m->row_bytes);
                 AMX_LOAD(6, b, pairs_stride);
-                AMX_DP(0, 4, 6);
-                AMX_DP(2, 5, 6);
+                AMX_DPBF16PS(0, 4, 6);
+                AMX_DPBF16PS(2, 5, 6);
                 if (two) {
                     AMX_LOAD(7, b + 16, pairs_stride);
-                    AMX_DP(1, 4, 7);
-                    AMX_DP(3, 5, 7);
+                    AMX_DPBF16PS(1, 4, 7);
+                    AMX_DPBF16PS(3, 5, 7);
                 }
             }
             const int n = m->T - t < 16 ? m->T - t : 16;  /* padding positions are dropped */
@@ -1468,34 +1470,157 @@ AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) 
     matmul_finish(m, begin, end);
 }
 
-/* bf16 weights in a batch: pairs of activations, then `task` on groups of `unit` rows. */
-static void bf16_matmul(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
-                        const float *bias, int T, Epilogue epilogue, task_fn task, int unit) {
+/* ---- q8_0 and q4_0 weights with AMX: 16 × 16 integer sums an instruction -----------------------
+ *
+ * tdpbssd (signed × signed bytes) and tdpbusd (unsigned × signed) add to tile C (16 × 16 int32)
+ * the products of A, 16 weight rows × one block of 32 bytes, and B, the block's activations as
+ * quantize_batch_task lays them out for vpdpbusd (8 groups of 4 bytes × 16 positions):
+ * C[i][j] += Σ_k A[i][k]·B[k/4][4j + k%4], 8192 multiply-adds. Each block has its own scales, so
+ * a block's sums leave the tile before the next: stored, then each row scaled into 16 f32 sums
+ * in registers, y += float(C[i])·(d_w[i]·d_x), the blocks in order, as panel_tile does, so the
+ * results are the avx512 set's to the bit. q8_0's weights go in as they lie in the file, signed
+ * (tdpbssd, from 0); q4_0's nibbles, q + 8, unpacked into the thread's tile (tdpbusd, from
+ * −8·Σ_k q_x of each position: a tile of 16 equal rows, loaded with a stride of 0). Two C tiles
+ * take the blocks in turn: the tile unit runs one while the vector unit scales the other. It
+ * needs n_in a multiple of 32; the last n_out % 16 rows go to the AVX-512 panels. */
+#define AMX_INT8_ROWS 16
+
+/* Block b's sums into tile C (from tiles A and B) */
+#define INT8_AMX_BLOCK(C, A, B, b)                                                                   \
+    do {                                                                                             \
+        if (q4) AMX_LOAD(C, m->xsum + (size_t)(b) * m->T_padded + t, 0);                             \
+        else AMX_ZERO(C);                                                                            \
+        AMX_LOAD(A, a + (size_t)(b) * QBLOCK, a_stride);                                             \
+        AMX_LOAD(B, m->xq + 4 * ((size_t)(b) * (QBLOCK / 4) * m->T_padded + t), 4 * (size_t)m->T_padded); \
+        if (q4) AMX_DPBUSD(C, A, B);                                                                 \
+        else AMX_DPBSSD(C, A, B);                                                                    \
+    } while (0)
+
+/* acc[i] += float(c[i])·(dw[i]·dx): one block's sums of 16 rows at 16 positions */
+AMX_TARGET static ALWAYS_INLINE void int8_amx_scale(__m512 acc[16], const int32_t c[16][16], const float *dw, __m512 dx) {
+    for (int i = 0; i < 16; i++)
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(c[i])), _mm512_mul_ps(_mm512_set1_ps(dw[i]), dx), acc[i]);
+}
+
+AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    const bool q4 = m->dtype == GPT2_Q4_0;
+    const int nb = m->n_in / QBLOCK;
+    const size_t quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
+    uint8_t *unpacked = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));  /* 16 rows of n_in bytes */
+    float *dw = (float *)(unpacked + (size_t)AMX_INT8_ROWS * m->n_in);                     /* [b][16 rows] */
+    const size_t a_stride = q4 ? (size_t)m->n_in : m->row_bytes;
+    AmxConfig config = {.palette = 1};  /* tiles 0-1: C, 2-3: A (weights), 4-5: B (activations) */
+    for (int i = 0; i < 6; i++) config.bytes_per_row[i] = i == 2 || i == 3 ? QBLOCK : 64, config.rows[i] = i >= 4 ? QBLOCK / 4 : 16;
+    int32_t c[2][16][16];
+    AMX_STATE;
+    AMX_CONFIG(&config);
+    int o = begin;
+    for (; o + AMX_INT8_ROWS <= end; o += AMX_INT8_ROWS) {
+        const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+        for (int i = 0; i < AMX_INT8_ROWS; i++) {
+            const uint8_t *row = w + (size_t)i * m->row_bytes;
+            for (int b = 0; b < nb; b++) {
+                uint16_t d;
+                memcpy(&d, row + quants + 2 * (size_t)b, 2);
+                dw[b * AMX_INT8_ROWS + i] = _cvtsh_ss(d);
+            }
+            if (q4)  /* weights 0 … 15 of a block in the low nibbles, 16 … 31 in the high */
+                for (int b = 0; b < nb; b++) {
+                    const __m128i packed = _mm_loadu_si128((const __m128i *)(row + (size_t)b * (QBLOCK / 2))), low = _mm_set1_epi8(0x0F);
+                    _mm_storeu_si128((__m128i *)(unpacked + (size_t)i * m->n_in + (size_t)b * QBLOCK), _mm_and_si128(packed, low));
+                    _mm_storeu_si128((__m128i *)(unpacked + (size_t)i * m->n_in + (size_t)b * QBLOCK + 16), _mm_and_si128(_mm_srli_epi16(packed, 4), low));
+                }
+        }
+        const uint8_t *a = q4 ? unpacked : w;
+        for (int t = 0; t < m->T_padded; t += 16) {
+            __m512 acc[16];
+            for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+            int b = 0;
+            for (; b + 1 < nb; b += 2) {
+                INT8_AMX_BLOCK(0, 2, 4, b);
+                INT8_AMX_BLOCK(1, 3, 5, b + 1);
+                AMX_STORE(0, &c[0][0][0], 64);
+                int8_amx_scale(acc, c[0], dw + b * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
+                AMX_STORE(1, &c[1][0][0], 64);
+                int8_amx_scale(acc, c[1], dw + (b + 1) * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)(b + 1) * m->T_padded + t));
+            }
+            if (b < nb) {  /* an odd last block */
+                INT8_AMX_BLOCK(0, 2, 4, b);
+                AMX_STORE(0, &c[0][0][0], 64);
+                int8_amx_scale(acc, c[0], dw + b * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
+            }
+            float sums[16][16];
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(sums[i], acc[i]);
+            amx_store_sums(m, o, t, m->T - t < 16 ? m->T - t : 16, sums);  /* padding positions are dropped */
+        }
+    }
+    AMX_RELEASE();
+    AVX512(int8_rows)(m, o, end, thread);
+    matmul_finish(m, begin, end);
+}
+#undef INT8_AMX_BLOCK
+
+/* A batch on bf16 or integer products: `prepare` lays the activations out, one task item per
+ * `channels` input channels, then `task` takes groups of `unit` rows. */
+static void tiled_matmul(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w, const float *bias,
+                         int T, Epilogue epilogue, task_fn prepare, int channels, task_fn task, int unit) {
     for (int t0 = 0; t0 < T; t0 += MATMUL_POSITIONS) {
         const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
         Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, 16, epilogue, AVX512(gelu));
-        const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
-        pool_run(pool, bf16_pairs_task, &m, blocks, pool_chunk(pool, blocks, 1));
+        const int items = (m.n_in + channels - 1) / channels;
+        pool_run(pool, prepare, &m, items, pool_chunk(pool, items, 1));
         pool_run(pool, task, &m, m.n_out, pool_chunk(pool, m.n_out, unit));
     }
 }
 
-/* The AVX-512 kernels, but for bf16 weights in a batch: AVX-512 BF16, or AMX. */
+/* The AVX-512 kernels, but for bf16 weights in a batch: AVX-512 BF16, or AMX (which also takes
+ * q8_0 and q4_0). */
 static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
                               const float *bias, int T, Epilogue epilogue) {
-    if (w->dtype == GPT2_BF16 && T >= BATCH_MIN) bf16_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_batch_task, BF16_ROWS);
+    if (w->dtype == GPT2_BF16 && T >= BATCH_MIN)
+        tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_pairs_task, TRANSPOSE_CHANNELS, bf16_batch_task, BF16_ROWS);
     else AVX512(matmul)(pool, scratch, out, in, w, bias, T, epilogue);
 }
 static void matmul_amx(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
                        const float *bias, int T, Epilogue epilogue) {
-    if (w->dtype == GPT2_BF16 && T >= BATCH_MIN && w->cols % 32 == 0) bf16_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_amx_task, AMX_ROWS);
-    else matmul_avx512bf16(pool, scratch, out, in, w, bias, T, epilogue);
+    const bool quantized = w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0;
+    if (T < BATCH_MIN || w->cols % 32 != 0 || !(quantized || w->dtype == GPT2_BF16))
+        matmul_avx512bf16(pool, scratch, out, in, w, bias, T, epilogue);
+    else if (quantized)
+        tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, AVX512(quantize_batch_task), QBLOCK, int8_amx_task, AMX_INT8_ROWS);
+    else
+        tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_pairs_task, TRANSPOSE_CHANNELS, bf16_amx_task, AMX_ROWS);
 }
 static const Kernels kernels_table_avx512bf16 = {"avx512bf16", matmul_avx512bf16, AVX512(attention), AVX512(gelu), AVX512(read_task)};
 static const Kernels kernels_table_amx = {"amx", matmul_amx, AVX512(attention), AVX512(gelu), AVX512(read_task)};
 
-/* Whether the AMX kernels compute what they should: 32 rows of 64 channels × 20 positions (two
- * position tiles, the second part padding) against plain sums of the same rounded products. */
+/* Whether the integer kernel gives the AVX-512 panels' results to the bit: 32 rows of 3 blocks
+ * (a pair and an odd one) × 20 positions (two position tiles, the second part padding). */
+static bool amx_int8_check(gpt2_dtype type) {
+    enum { ROWS = 32, COLS = 96, T = 20, T_PADDED = 32, BLOCKS = COLS / QBLOCK, TILE = TILE_FLOATS_PER_CHANNEL * COLS + MAX_TILE_ROWS * TILE_ROW_PAD };
+    float weights[COLS], x[T][COLS], out[T][ROWS], want[T][ROWS], tile[TILE], xd[BLOCKS * T_PADDED];
+    uint8_t w[ROWS][128];
+    int8_t xq[T_PADDED * COLS];
+    int32_t xsum[BLOCKS * T_PADDED];
+    for (int r = 0; r < ROWS; r++) {
+        for (int i = 0; i < COLS; i++) weights[i] = (float)((r * 7 + i * 3) % 23 - 11) / (float)(1 + r % 5);
+        quantize_row(type, weights, COLS, w[r], sizeof w[r]);
+    }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < COLS; i++) x[t][i] = (float)((t * 5 + i * 13) % 19 - 9) * (float)(1 + i / QBLOCK);
+    Matmul m = {.out = &out[0][0], .in = &x[0][0], .T_padded = T_PADDED, .w = w, .dtype = type, .row_bytes = sizeof w[0],
+                .w_tiles = tile, .xq = xq, .xd = xd, .xsum = xsum, .T = T, .n_in = COLS, .n_out = ROWS, .epilogue = STORE};
+    AVX512(quantize_batch_task)(&m, 0, BLOCKS, 0);
+    int8_amx_task(&m, 0, ROWS, 0);
+    m.out = &want[0][0];
+    AVX512(int8_rows)(&m, 0, ROWS, 0);
+    return !memcmp(out, want, sizeof out);
+}
+
+/* Whether the AMX kernels compute what they should: for bf16, 32 rows of 64 channels × 20
+ * positions (two position tiles, the second part padding) against plain sums of the same rounded
+ * products; for q8_0 and q4_0, amx_int8_check. */
 static bool amx_self_check(void) {
     enum { ROWS = 32, COLS = 64, T = 20 };
     uint16_t w[ROWS][COLS];
@@ -1514,7 +1639,7 @@ static bool amx_self_check(void) {
                 .row_bytes = sizeof w[0], .T = T, .n_in = COLS, .n_out = ROWS, .epilogue = STORE};
     bf16_pairs_task(&m, 0, COLS / TRANSPOSE_CHANNELS, 0);
     bf16_amx_task(&m, 0, ROWS, 0);
-    return !memcmp(out, want, sizeof out);
+    return !memcmp(out, want, sizeof out) && amx_int8_check(GPT2_Q8_0) && amx_int8_check(GPT2_Q4_0);
 }
 
 #if defined(__linux__)

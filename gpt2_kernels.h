@@ -638,8 +638,8 @@ static inline void KERNEL(prefetch_rows)(const Matmul *m, int o, int rows, int e
     for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
 }
 
-static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
+/* Rows [begin, end) a panel at a time, in the thread's tile. */
+static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
     uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
     for (int o = begin; o < end; o += PANEL_ROWS) {
         const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
@@ -655,7 +655,11 @@ static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) 
         case 1: KERNEL(panel_tile)(m, panel, o, rows, t, 1); break;
         }
     }
-    matmul_finish(m, begin, end);
+}
+
+static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
+    KERNEL(int8_rows)(arg, begin, end, thread);
+    matmul_finish(arg, begin, end);
 }
 #endif
 

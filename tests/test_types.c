@@ -17,24 +17,33 @@
  *   each type, and thread counts bit for bit (test_wide);
  * - damaged quantized files are refused. */
 /* AMX: the CPU's instructions where it has them, else an emulation (the tile registers as
- * memory, tdpbf16ps as its definition: C[i][j] += Σ_k A[i][2k]·B[k][2j] + A[i][2k+1]·B[k][2j+1],
- * bf16 pairs along A's rows and B's columns, f32 sums), so that the "amx" kernel set's layout,
- * loops and edges are checked against plain C like every other set's, on any machine with
- * AVX-512 BF16. (The emulation is declared here and defined after gpt2.c's headers.) */
+ * memory, shaped by the configuration as the CPU shapes them; tdpbf16ps as its definition:
+ * C[i][j] += Σ_k A[i][2k]·B[k][2j] + A[i][2k+1]·B[k][2j+1], bf16 pairs along A's rows and B's
+ * columns, f32 sums; tdpbssd and tdpbusd: C[i][j] += Σ_k A[i][k]·B[k/4][4j + k%4], bytes signed
+ * or A's unsigned, int32 sums), so that the "amx" kernel set's layouts, loops and edges are
+ * checked against plain C like every other set's, on any machine with AVX-512 BF16. (The
+ * emulation is declared here and defined after gpt2.c's headers.) */
 #if defined(__x86_64__) && !defined(GPT2_SCALAR)
-typedef struct { unsigned char tile[8][16][64]; } AmxTiles;
+typedef struct {
+    unsigned char tile[8][16][64];
+    int rows[8], bytes[8];  /* the configuration's shape of each */
+} AmxTiles;
 static int amx_real;  /* set by AMX_USABLE: the CPU has AMX */
-static void amx_load(unsigned char tile[16][64], const void *p, unsigned long stride);
-static void amx_store(unsigned char tile[16][64], void *p, unsigned long stride);
-static void amx_dp(AmxTiles *s, int c, int a, int b);
+static void amx_config(AmxTiles *s, const void *config);
+static void amx_load(AmxTiles *s, int t, const void *p, unsigned long stride);
+static void amx_store(AmxTiles *s, int t, void *p, unsigned long stride);
+static void amx_dp_bf16(AmxTiles *s, int c, int a, int b);
+static void amx_dp_int8(AmxTiles *s, int c, int a, int b, int a_signed);
 #define AMX_EITHER(real, emulated) do { if (amx_real) real; else emulated; } while (0)
 #define AMX_STATE AmxTiles amx_tiles
-#define AMX_CONFIG(config) AMX_EITHER(_tile_loadconfig(config), (void)0)
+#define AMX_CONFIG(config) AMX_EITHER(_tile_loadconfig(config), amx_config(&amx_tiles, config))
 #define AMX_RELEASE() AMX_EITHER(_tile_release(), (void)0)
 #define AMX_ZERO(t) AMX_EITHER(_tile_zero(t), memset(amx_tiles.tile[t], 0, sizeof amx_tiles.tile[t]))
-#define AMX_LOAD(t, p, stride) AMX_EITHER(_tile_loadd(t, p, stride), amx_load(amx_tiles.tile[t], p, stride))
-#define AMX_STORE(t, p, stride) AMX_EITHER(_tile_stored(t, p, stride), amx_store(amx_tiles.tile[t], p, stride))
-#define AMX_DP(c, a, b) AMX_EITHER(_tile_dpbf16ps(c, a, b), amx_dp(&amx_tiles, c, a, b))
+#define AMX_LOAD(t, p, stride) AMX_EITHER(_tile_loadd(t, p, stride), amx_load(&amx_tiles, t, p, stride))
+#define AMX_STORE(t, p, stride) AMX_EITHER(_tile_stored(t, p, stride), amx_store(&amx_tiles, t, p, stride))
+#define AMX_DPBF16PS(c, a, b) AMX_EITHER(_tile_dpbf16ps(c, a, b), amx_dp_bf16(&amx_tiles, c, a, b))
+#define AMX_DPBSSD(c, a, b) AMX_EITHER(_tile_dpbssd(c, a, b), amx_dp_int8(&amx_tiles, c, a, b, 1))
+#define AMX_DPBUSD(c, a, b) AMX_EITHER(_tile_dpbusd(c, a, b), amx_dp_int8(&amx_tiles, c, a, b, 0))
 #define AMX_USABLE() ((amx_real = amx_granted()), amx_self_check())
 #endif
 
@@ -45,25 +54,44 @@ static void amx_dp(AmxTiles *s, int c, int a, int b);
 #include "../export/json.h"
 
 #if defined(X86_VARIANTS)
-static void amx_load(unsigned char tile[16][64], const void *p, unsigned long stride) {
-    for (int r = 0; r < 16; r++) memcpy(tile[r], (const unsigned char *)p + r * stride, 64);
+/* palette 1's layout: 16 bytes, then each tile's bytes a row (16 bits) and rows (8 bits) */
+static void amx_config(AmxTiles *s, const void *config) {
+    const unsigned char *c = config;
+    for (int t = 0; t < 8; t++) s->bytes[t] = c[16 + 2 * t] | c[17 + 2 * t] << 8, s->rows[t] = c[48 + t];
 }
-static void amx_store(unsigned char tile[16][64], void *p, unsigned long stride) {
-    for (int r = 0; r < 16; r++) memcpy((unsigned char *)p + r * stride, tile[r], 64);
+/* the configured rows and bytes; the rest of the tile zero */
+static void amx_load(AmxTiles *s, int t, const void *p, unsigned long stride) {
+    memset(s->tile[t], 0, sizeof s->tile[t]);
+    for (int r = 0; r < s->rows[t]; r++) memcpy(s->tile[t][r], (const unsigned char *)p + r * stride, (size_t)s->bytes[t]);
+}
+static void amx_store(AmxTiles *s, int t, void *p, unsigned long stride) {
+    for (int r = 0; r < s->rows[t]; r++) memcpy((unsigned char *)p + r * stride, s->tile[t][r], (size_t)s->bytes[t]);
 }
 static float amx_bf16(const unsigned char *p) {
     uint16_t h;
     memcpy(&h, p, 2);
     return bf16_to_f32(h);
 }
-static void amx_dp(AmxTiles *s, int c, int a, int b) {
-    for (int i = 0; i < 16; i++)
-        for (int j = 0; j < 16; j++) {
+static void amx_dp_bf16(AmxTiles *s, int c, int a, int b) {
+    for (int i = 0; i < s->rows[c]; i++)
+        for (int j = 0; j < s->bytes[c] / 4; j++) {
             float acc;
             memcpy(&acc, &s->tile[c][i][4 * j], 4);
-            for (int k = 0; k < 16; k++) {
+            for (int k = 0; k < s->bytes[a] / 4; k++) {
                 acc += amx_bf16(&s->tile[a][i][4 * k]) * amx_bf16(&s->tile[b][k][4 * j]);
                 acc += amx_bf16(&s->tile[a][i][4 * k + 2]) * amx_bf16(&s->tile[b][k][4 * j + 2]);
+            }
+            memcpy(&s->tile[c][i][4 * j], &acc, 4);
+        }
+}
+static void amx_dp_int8(AmxTiles *s, int c, int a, int b, int a_signed) {
+    for (int i = 0; i < s->rows[c]; i++)
+        for (int j = 0; j < s->bytes[c] / 4; j++) {
+            int32_t acc;
+            memcpy(&acc, &s->tile[c][i][4 * j], 4);
+            for (int k = 0; k < s->bytes[a]; k++) {
+                const int wa = a_signed ? (int8_t)s->tile[a][i][k] : s->tile[a][i][k];
+                acc += wa * (int8_t)s->tile[b][k / 4][4 * j + k % 4];
             }
             memcpy(&s->tile[c][i][4 * j], &acc, 4);
         }
@@ -271,10 +299,10 @@ static float kernel_agreement(gpt2_dtype type) {
     return type == GPT2_Q8_0 || type == GPT2_Q4_0 || type == GPT2_BF16 ? 0.05f : 2e-4f;
 }
 
-/* Whether a kernel set is avx512's for models of this type: the bf16 sets differ only with bf16
- * weights (test_matmul_kernels still runs them on every type). */
+/* Whether a kernel set is avx512's for models of this type: avx512bf16 differs only with bf16
+ * weights, amx with bf16, q8_0 and q4_0 (test_matmul_kernels still runs them on every type). */
 static bool same_as_avx512(const char *set, int type) {
-    return type != GPT2_BF16 && (!strcmp(set, "avx512bf16") || !strcmp(set, "amx"));
+    return (!strcmp(set, "avx512bf16") && type != GPT2_BF16) || (!strcmp(set, "amx") && (type == GPT2_F32 || type == GPT2_F16));
 }
 
 static void test_models(const char *dir, const char *model_path, const char *scratch) {
