@@ -1577,6 +1577,9 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
  * FMA's rate. A thread splits 16 weight rows at a time into its tile, the activations are split
  * into 3 planes of bf16_pairs_task's layout, and two C tiles take 16 positions each. */
 #define SPLIT_ROWS 16
+/* Fewer positions go to the AVX-512 kernels: a tile's 16 positions would be mostly padding, at 5
+ * or 6 products each. (An estimate, from the instructions' rates: unmeasured.) */
+#define SPLIT_MIN_POSITIONS 16
 
 AMX_TARGET static inline __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
@@ -1753,7 +1756,7 @@ static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, flo
 }
 static void matmul_amx(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
                        const float *bias, int T, Epilogue epilogue) {
-    if (T < BATCH_MIN || w->cols % 32 != 0)
+    if (T < BATCH_MIN || w->cols % 32 != 0 || ((w->dtype == GPT2_F32 || w->dtype == GPT2_F16) && T < SPLIT_MIN_POSITIONS))
         matmul_avx512bf16(pool, scratch, out, in, w, bias, T, epilogue);
     else if (w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0)
         tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, AVX512(quantize_batch_task), QBLOCK, int8_amx_task, AMX_INT8_ROWS);
