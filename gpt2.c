@@ -1960,6 +1960,27 @@ static void embed(float *x, const Tensor *wte, const Tensor *wpe, const int *tok
     }
 }
 
+/* Σ_i (x[i] - center)^power, power 1 or 2, as LN_LANES interleaved partial sums added at the
+ * end: independent chains, which the compiler can put in one vector, where a single sum would
+ * wait on each addition in turn. */
+#define LN_LANES 16
+static float layernorm_sum(const float *x, int C, float center, int power) {
+    float part[LN_LANES] = {0};
+    int i = 0;
+    for (; i + LN_LANES <= C; i += LN_LANES)
+        for (int l = 0; l < LN_LANES; l++) {
+            const float d = x[i + l] - center;
+            part[l] += power == 2 ? d * d : d;
+        }
+    for (int l = 0; i < C; i++, l++) {
+        const float d = x[i] - center;
+        part[l] += power == 2 ? d * d : d;
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < LN_LANES; l++) sum += part[l];
+    return sum;
+}
+
 /* LayerNorm over each of T rows of C: y = (x - mean) / sqrt(var + eps) · w + b, with the
  * biased variance (divided by C), as GPT-2 does. mean and rstd (T each), when not NULL,
  * receive what the backward pass needs. */
@@ -1968,16 +1989,28 @@ static void layernorm(float *out, const float *in, const float *w, const float *
     for (int t = 0; t < T; t++) {
         const float *x = in + (size_t)t * C;
         float *y = out + (size_t)t * C;
-        float mean = 0.0f, var = 0.0f;
-        for (int i = 0; i < C; i++) mean += x[i];
-        mean /= C;
-        for (int i = 0; i < C; i++) var += (x[i] - mean) * (x[i] - mean);
-        var /= C;
+        const float mean = layernorm_sum(x, C, 0.0f, 1) / C, var = layernorm_sum(x, C, mean, 2) / C;
         float rstd = 1.0f / sqrtf(var + eps);
         for (int i = 0; i < C; i++) y[i] = (x[i] - mean) * rstd * w[i] + b[i];
         if (mean_out) mean_out[t] = mean;
         if (rstd_out) rstd_out[t] = rstd;
     }
+}
+
+/* Positions of a layer norm or a cache append below which the caller does the work alone:
+ * waking the pool costs more than it saves. */
+#define SHARE_MIN_POSITIONS 16
+
+/* Layer norm of T rows split over the pool, a row a task item. */
+typedef struct { float *out; const float *in, *w, *b; int C; float eps; } LayerNormRows;
+static void layernorm_task(void *arg, int begin, int end, int thread) {
+    const LayerNormRows *a = arg;
+    (void)thread;
+    layernorm(a->out + (size_t)begin * a->C, a->in + (size_t)begin * a->C, a->w, a->b, end - begin, a->C, a->eps, NULL, NULL);
+}
+static void layernorm_rows(gpt2_pool *pool, float *out, const float *in, const float *w, const float *b, int T, int C, float eps) {
+    LayerNormRows a = {out, in, w, b, C, eps};
+    pool_run(pool, layernorm_task, &a, T, T < SHARE_MIN_POSITIONS ? T : pool_chunk(pool, T, 1));
 }
 
 /* ---- reading bandwidth ------------------------------------------------------------------------ */
@@ -2179,6 +2212,33 @@ void gpt2_context_rewind(gpt2_context *ctx, int position) {
 /* Runs the T ≤ MAX_BATCH tokens at tokens[pos … pos + T - 1] through the model, appending their
  * keys and values to the cache. The logits of the last position go to ctx->logits; if
  * all_logits is not NULL, those of positions first … T - 1 of the batch go there, (T - first, V). */
+/* A batch's keys and values into the cache: the keys transposed (a cache row is one channel),
+ * channels [begin, end) of both a task item each. */
+typedef struct {
+    void *k_cache, *v_cache;  /* the layer's: (C, key_stride) and (n_ctx, C) */
+    const float *qkv;         /* (T, 3C) */
+    int C, key_stride, pos, T;
+    bool f16;
+} KvAppend;
+static void kv_append_task(void *arg, int begin, int end, int thread) {
+    const KvAppend *a = arg;
+    (void)thread;
+    for (int t = 0; t < a->T; t++) {
+        const float *key = a->qkv + (size_t)t * 3 * a->C + a->C, *value = key + a->C;
+        const size_t row = (size_t)(a->pos + t) * a->C;
+        for (int i = begin; i < end; i++) {
+            const size_t at = (size_t)i * a->key_stride + a->pos + t;
+            if (a->f16) {
+                ((uint16_t *)a->k_cache)[at] = f32_to_f16(key[i]);
+                ((uint16_t *)a->v_cache)[row + i] = f32_to_f16(value[i]);
+            } else {
+                ((float *)a->k_cache)[at] = key[i];
+                ((float *)a->v_cache)[row + i] = value[i];
+            }
+        }
+    }
+}
+
 static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     const gpt2_config *c = &ctx->model->config;
     const Weights *w = &ctx->model->weights;
@@ -2196,33 +2256,19 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
         uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (n_ctx, C) */
 
         /* attention: x += proj(attention(ln_1(x))) */
-        layernorm(xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps, NULL, NULL);
+        layernorm_rows(pool, xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps);
         k->matmul(pool, mm, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
         /* append this batch's keys (transposed: a cache row is one channel) and values */
         const bool f16 = ctx->kv_size == 2;
-        for (int i = 0; i < C; i++)
-            for (int t = 0; t < T; t++) {
-                const size_t at = (size_t)i * ks + pos + t;
-                const float key = qkv[(size_t)t * 3 * C + C + i];
-                if (f16) ((uint16_t *)k_cache)[at] = f32_to_f16(key);
-                else ((float *)k_cache)[at] = key;
-            }
-        /* the values: the batch's rows, one piece of the cache */
-        const float *values = qkv + 2 * C;
-        for (int t = 0; t < T; t++) {
-            const size_t at = (size_t)(pos + t) * C;
-            if (f16)
-                for (int i = 0; i < C; i++) ((uint16_t *)v_cache)[at + i] = f32_to_f16(values[(size_t)t * 3 * C + i]);
-            else
-                memcpy((float *)v_cache + at, values + (size_t)t * 3 * C, C * sizeof(float));
-        }
+        KvAppend append = {k_cache, v_cache, qkv, C, ks, pos, T, f16};
+        pool_run(pool, kv_append_task, &append, C, T < SHARE_MIN_POSITIONS ? C : pool_chunk(pool, C, 16));
         k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
                                      .key_stride = ks, .values = v_cache, .value_head_stride = HS,
                                      .value_stride = C, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
         k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */
-        layernorm(xn, x, lw->ln2_w, lw->ln2_b, T, C, c->ln_eps, NULL, NULL);
+        layernorm_rows(pool, xn, x, lw->ln2_w, lw->ln2_b, T, C, c->ln_eps);
         k->matmul(pool, mm, fc, xn, &lw->fc_w, lw->fc_b, T, STORE_GELU);
         k->matmul(pool, mm, x, fc, &lw->fc_proj_w, lw->fc_proj_b, T, ACCUMULATE);
     }
@@ -2231,7 +2277,7 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
      * matmul (V rows). xn keeps ln_f's output (of the last position alone, when not asked). */
     const int V = c->vocab_size;
     if (all_logits && first < T) {
-        layernorm(xn, x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps, NULL, NULL);
+        layernorm_rows(pool, xn, x + (size_t)first * C, w->lnf_w, w->lnf_b, T - first, C, c->ln_eps);
         k->matmul(pool, mm, all_logits, xn, &w->wte, NULL, T - first, STORE);
         memcpy(ctx->logits, all_logits + (size_t)(T - 1 - first) * V, (size_t)V * sizeof(float));
     } else {
