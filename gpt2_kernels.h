@@ -504,31 +504,67 @@ static inline float KERNEL(quantize_block_vec)(const float *x, int n, __m256i *q
     return d;
 }
 
+/* The largest lane of each of 16 vectors, as lane i of one: a tree of 15 maxima, each of two
+ * vectors' halves side by side (v[i] holds groups of L lanes, one per vector below it; each
+ * level halves L and doubles the groups, in order). */
+static inline __m512 KERNEL(max_lanes_16)(__m512 v[16]) {
+    static const int32_t take[4][2][16] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}, {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31}},
+        {{0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}, {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31}},
+        {{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}}};
+    for (int level = 0, n = 16; level < 4; level++, n /= 2) {
+        const __m512i first = _mm512_loadu_si512(take[level][0]), second = _mm512_loadu_si512(take[level][1]);
+        for (int i = 0; i < n / 2; i++)
+            v[i] = _mm512_max_ps(_mm512_permutex2var_ps(v[2 * i], first, v[2 * i + 1]), _mm512_permutex2var_ps(v[2 * i], second, v[2 * i + 1]));
+    }
+    return v[0];
+}
+
 /* The batch's activations for the integer GEMM, one task item per block b of 32 channels,
- * each position's block quantized by quantize_block_vec: for each group g of 4 channels, the 4
- * bytes of positions 0 … T_padded - 1 side by side (xq[b][g][t], transposed 16 positions at a
- * time), the scale of each position's block, and the block's sum × the weights' offset,
- * negated: it starts the integer sums, which is how the offset drops out. */
+ * each position's block quantized as quantize_block does (the same bytes, scale and sum), 16
+ * positions at a time: for each group g of 4 channels, the 4 bytes of positions 0 … T_padded - 1
+ * side by side (xq[b][g][t], transposed 16 positions at a time), the scale of each position's
+ * block, and the block's sum × the weights' offset, negated: it starts the integer sums, which
+ * is how the offset drops out. The 16 maxima come from one tree (max_lanes_16), the scales from
+ * one division, and the sums from the transposed bytes (vpdpbusd by ones). */
 static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     (void)thread;
     const int Tp = m->T_padded, offset = m->dtype == GPT2_Q8_0 ? 128 : 8;
+    const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
     for (int b = begin; b < end; b++) {
         const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+        const __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
         for (int t0 = 0; t0 < Tp; t0 += 16) {
-            __m256i q[16];
+            __m512 x0[16], x1[16], amax[16];
             for (int i = 0; i < 16; i++) {
-                const int t = t0 + i;
-                float d = 0.0f;
-                int32_t sum = 0;
-                q[i] = _mm256_setzero_si256();
-                if (t < m->T) d = KERNEL(quantize_block_vec)(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, &q[i], &sum);
-                m->xd[(size_t)b * Tp + t] = d;
-                m->xsum[(size_t)b * Tp + t] = -offset * sum;
+                const float *x = m->in + (size_t)(t0 + i) * m->n_in + (size_t)b * QBLOCK;
+                const bool real = t0 + i < m->T;  /* padding positions: 0 */
+                x0[i] = _mm512_maskz_loadu_ps(real ? lo : 0, x);
+                x1[i] = _mm512_maskz_loadu_ps(real ? hi : 0, x + 16);
+                /* max_ps(a, 0) is 0 where a is NaN: a NaN never becomes the max */
+                amax[i] = _mm512_max_ps(_mm512_max_ps(_mm512_andnot_ps(sign, x0[i]), zero), _mm512_max_ps(_mm512_andnot_ps(sign, x1[i]), zero));
             }
-            __m512i groups[8];
+            const __m512 d = _mm512_div_ps(KERNEL(max_lanes_16)(amax), _mm512_set1_ps(127.0f));
+            float inv[16];
+            _mm512_storeu_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), _mm512_set1_ps(1.0f), d));
+            __m256i q[16];
+            const __m512i limit = _mm512_set1_epi32(127);
+            for (int i = 0; i < 16; i++) {  /* as quantize_block_vec */
+                __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0[i], _mm512_set1_ps(inv[i]))), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1[i], _mm512_set1_ps(inv[i])));
+                q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
+                q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
+                q[i] = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+            }
+            __m512i groups[8], sum = _mm512_setzero_si512();
             KERNEL(transpose_16x8)(q, groups);
-            for (int g = 0; g < QBLOCK / 4; g++) _mm512_storeu_si512(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t0), groups[g]);
+            for (int g = 0; g < QBLOCK / 4; g++) {
+                _mm512_storeu_si512(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t0), groups[g]);
+                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), groups[g]);
+            }
+            _mm512_storeu_ps(m->xd + (size_t)b * Tp + t0, d);
+            _mm512_storeu_si512(m->xsum + (size_t)b * Tp + t0, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-offset)));
         }
     }
 }
