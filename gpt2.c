@@ -1586,8 +1586,8 @@ AMX_TARGET static inline __m512 bf16_widen(__m256i h) { return _mm512_castsi512_
 /* v = parts[0] + parts[1] + parts[2], each 16 bf16. Where to nearest would overflow to inf
  * (|v| ≥ 0x1.feffp127 ... as bits 0x7F7F8000), hi is truncated instead (the rest then is below
  * 2⁻⁷|v|, still exact); inf and NaN are hi alone. (vcvtneps2bf16 flushes denormals: what is lost
- * is below 2⁻¹²⁶.) */
-AMX_TARGET static ALWAYS_INLINE void bf16_split(__m512 v, __m256i parts[3]) {
+ * is below 2⁻¹²⁶.) Returns the lanes that hold an inf or a NaN. */
+AMX_TARGET static ALWAYS_INLINE __mmask16 bf16_split(__m512 v, __m256i parts[3]) {
     const __m512i bits = _mm512_castps_si512(v), magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFFFF));
     const __mmask16 finite = _mm512_cmplt_epu32_mask(magnitude, _mm512_set1_epi32(0x7F800000));
     const __mmask16 huge = finite & _mm512_cmpge_epu32_mask(magnitude, _mm512_set1_epi32(0x7F7F8000));
@@ -1595,6 +1595,7 @@ AMX_TARGET static ALWAYS_INLINE void bf16_split(__m512 v, __m256i parts[3]) {
     const __m512 rest = _mm512_maskz_sub_ps(finite, v, bf16_widen(parts[0]));
     parts[1] = (__m256i)_mm512_cvtneps_pbh(rest);
     parts[2] = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(rest, bf16_widen(parts[1])));
+    return (__mmask16)~finite;
 }
 
 /* The batch in 3 planes of pairs: plane p, pairs[p][k][t] = part p of channels 2k and 2k + 1 at
@@ -1610,11 +1611,7 @@ AMX_TARGET static void split_pairs_task(void *arg, int begin, int end, int threa
         for (int t = 0; t < m->T_padded; t++) {
             __m256i parts[3] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
             bool special = false;
-            if (t < m->T) {
-                const __m512 x = _mm512_loadu_ps(m->in + (size_t)t * m->n_in + 16 * (size_t)block);
-                special = _mm512_cmp_ps_mask(_mm512_mul_ps(x, _mm512_setzero_ps()), _mm512_setzero_ps(), _CMP_NEQ_UQ);  /* inf·0, NaN·0: NaN */
-                bf16_split(x, parts);
-            }
+            if (t < m->T) special = bf16_split(_mm512_loadu_ps(m->in + (size_t)t * m->n_in + 16 * (size_t)block), parts) != 0;
             m->xq[(size_t)block * m->T_padded + t] = special;
             for (int p = 0; p < 3; p++) {
                 uint32_t row[8];
@@ -1637,8 +1634,7 @@ AMX_TARGET static unsigned split_rows(const Matmul *m, int o, int end, int n_par
             if (o + r < end) {
                 const __m512 w = m->dtype == GPT2_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * (size_t)i)))
                                                       : _mm512_loadu_ps(row + 4 * (size_t)i);
-                if (_mm512_cmp_ps_mask(_mm512_mul_ps(w, _mm512_setzero_ps()), _mm512_setzero_ps(), _CMP_NEQ_UQ)) special |= 1u << r;
-                bf16_split(w, parts);
+                if (bf16_split(w, parts)) special |= 1u << r;
             }
             for (int p = 0; p < n_parts; p++) _mm256_storeu_si256((__m256i *)(planes + p * plane + (size_t)r * m->n_in + i), parts[p]);
         }
