@@ -484,6 +484,17 @@ static ALWAYS_INLINE void KERNEL(transpose_16x8)(const __m256i rows[16], __m512i
 
 /* One position's block of n ≤ 32 activations quantized as quantize_block does (the same
  * bytes, scale and sum), in two vectors: returns the scale, the 32 bytes in *q (0 past n). */
+/* A block's bytes: its two halves x0 and x1 × inv, to nearest, ties to even (the default
+ * rounding); outside ±127, which only inf or NaN (converted to INT_MIN) can reach: 0 (compared
+ * unsigned, as |INT_MIN| is INT_MIN). */
+static inline __m256i KERNEL(block_bytes)(__m512 x0, __m512 x1, __m512 inv) {
+    const __m512i limit = _mm512_set1_epi32(127);
+    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
+    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
+    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
+    return _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+}
+
 static inline float KERNEL(quantize_block_vec)(const float *x, int n, __m256i *q, int32_t *sum) {
     const __mmask16 lo = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1), hi = n > 16 ? (__mmask16)((1u << (n - 16)) - 1) : 0;
     const __m512 sign = _mm512_set1_ps(-0.0f), zero = _mm512_setzero_ps();
@@ -492,15 +503,8 @@ static inline float KERNEL(quantize_block_vec)(const float *x, int n, __m256i *q
      * quantize_block */
     const __m512 a0 = _mm512_max_ps(_mm512_andnot_ps(sign, x0), zero), a1 = _mm512_max_ps(_mm512_andnot_ps(sign, x1), zero);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)), d = amax / 127.0f;
-    const __m512 inv = _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f);
-    /* to nearest, ties to even (the default rounding); outside ±127, which only inf or NaN
-     * (converted to INT_MIN) can reach: 0 (compared unsigned, as |INT_MIN| is INT_MIN) */
-    const __m512i limit = _mm512_set1_epi32(127);
-    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, inv));
-    q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
-    q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
-    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-    *q = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
+    *q = KERNEL(block_bytes)(x0, x1, _mm512_set1_ps(d > 0 ? 1.0f / d : 0.0f));
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(*q)), _mm512_cvtepi8_epi32(_mm256_extracti128_si256(*q, 1))));
     return d;
 }
 
@@ -550,13 +554,7 @@ static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int threa
             float inv[16];
             _mm512_storeu_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), _mm512_set1_ps(1.0f), d));
             __m256i q[16];
-            const __m512i limit = _mm512_set1_epi32(127);
-            for (int i = 0; i < 16; i++) {  /* as quantize_block_vec */
-                __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0[i], _mm512_set1_ps(inv[i]))), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1[i], _mm512_set1_ps(inv[i])));
-                q0 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q0), limit), q0);
-                q1 = _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(_mm512_abs_epi32(q1), limit), q1);
-                q[i] = _mm256_set_m128i(_mm512_cvtepi32_epi8(q1), _mm512_cvtepi32_epi8(q0));
-            }
+            for (int i = 0; i < 16; i++) q[i] = KERNEL(block_bytes)(x0[i], x1[i], _mm512_set1_ps(inv[i]));
             __m512i groups[8], sum = _mm512_setzero_si512();
             KERNEL(transpose_16x8)(q, groups);
             for (int g = 0; g < QBLOCK / 4; g++) {
