@@ -1009,11 +1009,18 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
 
 /* Decoding streams each weight once: fetching the next tile's bytes while this one computes
  * keeps many cache misses in flight (the hardware prefetcher alone left q8_0 decoding at a fifth
- * of the bandwidth). A hint: it cannot fault, past the end of a tensor too. */
+ * of the bandwidth). A hint: it cannot fault, past the end of a tensor too.
+ * PREFETCH brings a line to L1, for the batched kernels' next panel. PREFETCH_STREAM, decoding's,
+ * stops at L2 (prefetcht1; PLDL2KEEP on Arm): an L1 prefetch holds one of the core's few L1
+ * miss buffers until its line comes from memory, which capped one Zen 4 core at 10-17 GB/s of
+ * the 28 it streams; to L2, decoding reached 20-25 GB/s, and the L2 hits it leaves the loads
+ * cost little beside that. */
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#define PREFETCH_STREAM(p) __builtin_prefetch((p), 0, 2)
 #else
 #define PREFETCH(p) ((void)(p))
+#define PREFETCH_STREAM(p) ((void)(p))
 #endif
 
 #define BATCH_MIN 4          /* from this many positions on, a matmul uses the batched kernel */

@@ -190,7 +190,7 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
         for (int i = 0; i < nv; i += VEC_WIDTH) {                                                             \
             vec xv = vec_load(x + i);                                                                         \
             for (int r = 0; r < rows; r++) {                                                                  \
-                PREFETCH((const uint8_t *)(w + r * ws + i) + ahead);                                          \
+                PREFETCH_STREAM((const uint8_t *)(w + r * ws + i) + ahead);                                   \
                 acc[r] = vec_fma(LOAD(w + r * ws + i), xv, acc[r]);                                           \
             }                                                                                                 \
         }                                                                                                     \
@@ -305,7 +305,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
         const __m512 dx = _mm512_maskz_loadu_ps(in_group, xd + g);
         __m512 scale[DOT_ROWS];
         for (int r = 0; r < rows; r++) {
-            PREFETCH(w + r * ws + quants + 2 * (size_t)g + ahead);
+            PREFETCH_STREAM(w + r * ws + quants + 2 * (size_t)g + ahead);
             scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(in_group, w + r * ws + quants + 2 * (size_t)g)), dx);
         }
         for (int j = 0; j < n; j += 2) {
@@ -317,7 +317,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
             const __m512i start = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -offset * xsum[b]), 1 << 8, pair ? -offset * xsum[b + 1] : 0);
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * block_bytes;
-                PREFETCH(row + ahead);
+                PREFETCH_STREAM(row + ahead);
                 __m512i q;
                 if (q4) {
                     const __m512i packed = _mm512_castsi256_si512(_mm256_maskz_loadu_epi8((__mmask32)in_pair, row));
@@ -345,7 +345,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     for (int b = 0; b < nb; b++) {
         for (int r = 0; r < rows; r++) {
             const uint8_t *row = w + r * ws;
-            PREFETCH(row + ahead + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
+            PREFETCH_STREAM(row + ahead + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
             const float scale = scalar_f16(d16) * xd[b];
