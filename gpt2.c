@@ -2070,7 +2070,7 @@ struct gpt2_context {
     int logits_pos;      /* logits hold the prediction after this many positions (-1: none) */
     void *k_cache;       /* (L, NH, HS, key_stride): keys, transposed: a row holds one channel of every position */
     int key_stride;      /* n_ctx rounded up and padded, so that rows are not a power of two apart (cache sets) */
-    void *v_cache;       /* (L, n_ctx, C): values, a row per position, its heads side by side */
+    void *v_cache;       /* (L, NH, n_ctx, HS): values, each head's one run that attention reads in order */
     size_t kv_size;      /* bytes of a key or value element: 4 (f32) or 2 (f16) */
     /* activations of one batch of up to MAX_BATCH positions */
     float *x;            /* (MAX_BATCH, C) the residual stream */
@@ -2112,8 +2112,7 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
 /* The KV cache in 2 MB pages where the kernel gives them (Linux: MADV_HUGEPAGE, a hint). A
  * token's keys are written one per channel, key_stride floats apart, each in a 4 KB page of its
  * own (768 a layer for GPT-2 small); on 4 KB pages each of those stores waited for a page walk,
- * and appending the keys took more of a decoded token than attention. Attention reads a head's
- * values a row apart (3 KB for GPT-2 small), a new 4 KB page every position or two. */
+ * and appending the keys took more of a decoded token than attention. */
 static void *huge_alloc(size_t bytes) {
     const size_t huge = (size_t)2 << 20;
     void *p = NULL;
@@ -2218,9 +2217,9 @@ void gpt2_context_rewind(gpt2_context *ctx, int position) {
 /* A batch's keys and values into the cache: the keys transposed (a cache row is one channel),
  * channels [begin, end) of both a task item each. */
 typedef struct {
-    void *k_cache, *v_cache;  /* the layer's: (C, key_stride) and (n_ctx, C) */
+    void *k_cache, *v_cache;  /* the layer's: (C, key_stride) and (NH, n_ctx, HS) */
     const float *qkv;         /* (T, 3C) */
-    int C, key_stride, pos, T;
+    int C, HS, n_ctx, key_stride, pos, T;
     bool f16;
 } KvAppend;
 static void kv_append_task(void *arg, int begin, int end, int thread) {
@@ -2237,10 +2236,10 @@ static void kv_append_task(void *arg, int begin, int end, int thread) {
         }
     for (int t = 0; t < a->T; t++) {
         const float *value = a->qkv + (size_t)t * 3 * a->C + 2 * a->C;
-        const size_t row = (size_t)(a->pos + t) * a->C;
         for (int i = begin; i < end; i++) {
-            if (a->f16) ((uint16_t *)a->v_cache)[row + i] = f32_to_f16(value[i]);
-            else ((float *)a->v_cache)[row + i] = value[i];
+            const size_t at = ((size_t)(i / a->HS) * a->n_ctx + a->pos + t) * a->HS + i % a->HS;
+            if (a->f16) ((uint16_t *)a->v_cache)[at] = f32_to_f16(value[i]);
+            else ((float *)a->v_cache)[at] = value[i];
         }
     }
 }
@@ -2259,18 +2258,18 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     for (int l = 0; l < c->n_layer; l++) {
         const LayerWeights *lw = &w->layers[l];
         uint8_t *k_cache = (uint8_t *)ctx->k_cache + (size_t)l * C * ks * ctx->kv_size;          /* (NH, HS, key_stride) */
-        uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (n_ctx, C) */
+        uint8_t *v_cache = (uint8_t *)ctx->v_cache + (size_t)l * ctx->n_ctx * C * ctx->kv_size;  /* (NH, n_ctx, HS) */
 
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm_rows(pool, xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps);
         k->matmul(pool, mm, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
         /* append this batch's keys (transposed: a cache row is one channel) and values */
         const bool f16 = ctx->kv_size == 2;
-        KvAppend append = {k_cache, v_cache, qkv, C, ks, pos, T, f16};
+        KvAppend append = {k_cache, v_cache, qkv, C, HS, ctx->n_ctx, ks, pos, T, f16};
         pool_run(pool, kv_append_task, &append, C, T < SHARE_MIN_POSITIONS ? C : pool_chunk(pool, C, 16));
         k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
-                                     .key_stride = ks, .values = v_cache, .value_head_stride = HS,
-                                     .value_stride = C, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
+                                     .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
+                                     .value_stride = HS, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
         k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */
