@@ -782,9 +782,28 @@ static ALWAYS_INLINE void KERNEL(attention_tile)(float *const out[], const float
         for (int v = 0; v < vecs; v++) vec_store(out[g] + c + v * VEC_WIDTH, acc[g * vecs + v]);
 }
 
-/* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers. */
+/* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers.
+ * One query (decoding) reads the keys in memory order instead, a channel's row at a time,
+ * p[j] += q[d]·keys[d][j] in memory, with the row after next prefetched: each score is the
+ * same chain of fused multiply-adds, and the tiles' 64 rows at once kept fewer reads in flight
+ * (decoding at depth 512 was 5-10% slower on one Zen 4 core). */
 static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float *const q[], const int G, const void *keys, size_t ks,
                                                    int HS, int n, const bool f16) {
+    if (G == 1) {
+        const size_t kv_bytes = f16 ? 2 : 4;
+        const int n_vec = (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH;  /* past n: see below */
+        float *scores = p[0];
+        for (int j = 0; j < n_vec; j += VEC_WIDTH) vec_store(scores + j, vec_zero());
+        for (int d = 0; d < HS; d++) {
+            const uint8_t *row = (const uint8_t *)keys + (size_t)d * ks * kv_bytes;
+            const vec qd = vec_set1(q[0][d]);
+            for (int j = 0; j < n_vec; j += VEC_WIDTH) {
+                if (j * kv_bytes % 64 == 0) PREFETCH_STREAM(row + (2 * ks + j) * kv_bytes);
+                vec_store(scores + j, vec_fma(qd, KV_LOAD(row, j), vec_load(scores + j)));
+            }
+        }
+        return;
+    }
     const int wide = ATT_QUERIES * ATT_TILE / G;
     int j = 0;
     for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(attention_tile)(p, q, G, keys, ks, HS, j, wide, f16);
