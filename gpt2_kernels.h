@@ -92,7 +92,7 @@
 #define scalar_f16(h) f16_to_f32(h)
 #endif
 /* Weight rows a decoding tile reads side by side: f32 8 (more streams from memory at once:
- * on one core 6-14% faster than 4, on Zen 5 and on Zen 4), the narrower types 4 (q8_0 and
+ * on one core 6-14% faster than 4 on Zen 5, 12-19% on Zen 4), the narrower types 4 (q8_0 and
  * q4_0: 8 was no faster on one Zen 5 core, and slower for q8_0 on two; f16 and bf16: 4 was
  * 9-16% faster than 8 on one Zen 4 core, with the prefetches to L2) */
 #define DOT_ROWS 8
