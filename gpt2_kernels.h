@@ -331,12 +331,27 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, co
     for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]));
 }
 /* q4_0: four blocks a step. Their 64 bytes hold the first halves of the four blocks in the low
- * nibbles and the second halves in the high ones, so the activations are gathered to match
- * (once a step, for all the rows) and the nibbles multiplied where they lie, two vpdpbusd into
- * the same sums: each 128-bit lane of the sums is then one block, starting from −8 × its
- * activation sum. One conversion and one multiply-add per four blocks, not per two, and no
- * permute of the weights: on one Zen 4 core a matmul in L2 ran 32-39% faster than with two
- * blocks a vector (the nibbles spread by a permute), and decoding ~4% (its LM head is q8_0). */
+ * nibbles and the second halves in the high ones, and the activations were reordered to match
+ * (q4_order), so the nibbles are multiplied where they lie, two vpdpbusd into the same sums:
+ * each 128-bit lane of the sums is then one block, starting from −8 × its activation sum. One
+ * conversion and one multiply-add per four blocks, not per two, and no permute of the weights:
+ * on one Zen 4 core a matmul in L2 ran 32-39% faster than with two blocks a vector (the
+ * nibbles spread by a permute), and decoding ~4% (its LM head is q8_0). */
+/* A position's quantized activations for q4_0 rows: each step of four blocks (k ≤ 4 at the
+ * end) as the first halves of its blocks, then their second halves, 16·k bytes each. Done once
+ * a matmul, not for every tile of rows. */
+static void KERNEL(q4_order)(int8_t *xq, int nb) {
+    const __m512i first_halves = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), second_halves = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    for (int b = 0; b < nb; b += 4) {
+        const int k = nb - b < 4 ? nb - b : 4;
+        int8_t *x = xq + (size_t)b * QBLOCK;
+        const __m512i x01 = _mm512_maskz_loadu_epi8(KERNEL(first_bytes)(k * QBLOCK), x);
+        const __m512i x23 = _mm512_maskz_loadu_epi8(KERNEL(first_bytes)(k * QBLOCK - 64), x + 64);
+        const __mmask64 halves = KERNEL(first_bytes)(k * QBLOCK / 2);
+        _mm512_mask_storeu_epi8(x, halves, _mm512_permutex2var_epi64(x01, first_halves, x23));
+        _mm512_mask_storeu_epi8(x + k * QBLOCK / 2, halves, _mm512_permutex2var_epi64(x01, second_halves, x23));
+    }
+}
 static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, const int rows) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (QBLOCK / 2), ahead = prefetch_ahead(ws, rows);
@@ -345,7 +360,6 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, co
     const float *xd = m->xd + (size_t)t * nb;
     const int32_t *xsum = m->xsum + (size_t)t * nb;
     const __m512i low = _mm512_set1_epi8(0x0F);
-    const __m512i first_halves = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), second_halves = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
     const __m512i lanes = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);  /* block 4j … 4j + 3 */
     __m512 acc[DOT_ROWS];
     for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
@@ -355,16 +369,14 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, co
         for (int j = 0; j < n; j += 4) {
             const int b = g + j, k = n - j < 4 ? n - j : 4;  /* the blocks of this step */
             const int8_t *x = xq + (size_t)b * QBLOCK;
-            const __m512i x01 = _mm512_maskz_loadu_epi8(KERNEL(first_bytes)(k * QBLOCK), x);
-            const __m512i x23 = _mm512_maskz_loadu_epi8(KERNEL(first_bytes)(k * QBLOCK - 64), x + 64);
-            const __m512i x_first = _mm512_permutex2var_epi64(x01, first_halves, x23), x_second = _mm512_permutex2var_epi64(x01, second_halves, x23);
+            const __mmask64 halves = KERNEL(first_bytes)(k * QBLOCK / 2);
+            const __m512i x_first = _mm512_maskz_loadu_epi8(halves, x), x_second = _mm512_maskz_loadu_epi8(halves, x + k * QBLOCK / 2);
             const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
             const __m512i start = _mm512_maskz_permutexvar_epi32(0x1111, index, less);  /* in each block's first lane */
-            const __mmask64 in_step = KERNEL(first_bytes)(k * QBLOCK / 2);
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * (QBLOCK / 2);
                 PREFETCH_STREAM(row + ahead);
-                const __m512i packed = _mm512_maskz_loadu_epi8(in_step, row);
+                const __m512i packed = _mm512_maskz_loadu_epi8(halves, row);
                 __m512i sums = _mm512_dpbusd_epi32(start, _mm512_and_si512(packed, low), x_first);
                 sums = _mm512_dpbusd_epi32(sums, _mm512_and_si512(_mm512_srli_epi16(packed, 4), low), x_second);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_permutexvar_ps(index, scale[r]), acc[r]);
@@ -744,10 +756,11 @@ static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) 
 #endif
 
 /* Decoding's activations for the integer dot products, quantized position by position and
- * block by block as quantize_block does: with AVX-512, in vectors. */
+ * block by block as quantize_block does: with AVX-512, in vectors, and for q4_0 weights each
+ * four blocks' values reordered as their nibbles lie (see qdot_tile_q4). */
 static void KERNEL(quantize_activations)(Matmul *m) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
-    for (int t = 0; t < m->T; t++)
+    for (int t = 0; t < m->T; t++) {
         for (int b = 0; b < nb; b++) {
             const size_t i = (size_t)t * nb + b;
             const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
@@ -760,6 +773,10 @@ static void KERNEL(quantize_activations)(Matmul *m) {
             m->xd[i] = quantize_block(x, n, m->xq + i * QBLOCK, &m->xsum[i]);
 #endif
         }
+#if KERNELS_ISA == ISA_AVX512
+        if (m->dtype == GPT2_Q4_0) KERNEL(q4_order)(m->xq + (size_t)t * nb * QBLOCK, nb);
+#endif
+    }
 }
 
 /* out (T, w.rows) ⟵ in (T, w.cols) · wᵀ + bias, with the epilogue, split by output rows over
