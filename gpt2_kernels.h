@@ -296,9 +296,9 @@ static inline __mmask64 KERNEL(first_bytes)(int n) {  /* a load's mask for n of 
         scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(in_group, w + r * ws + (quants) + 2 * (size_t)g)), dx); \
     }
 /* q8_0: two blocks per 512-bit vector, their products by vpdpbusd (unsigned weights: flipped to
- * q + 128), starting from −128 × each block's activation sum in the block's first lane. (That
- * start spread by a permute, or the scales by broadcasts, was 4-20% slower on Zen 4: the permutes
- * already fill their port.) */
+ * q + 128), starting from −128 × each block's activation sum in the block's first lane. Nothing
+ * moves from general registers to vectors in the loop (the starts broadcast from scalars were 3%
+ * slower on Zen 4); the scales spread by broadcasts instead of a permute, 10-20% slower. */
 static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, const int rows) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * QBLOCK, ahead = prefetch_ahead(ws, rows);
@@ -312,13 +312,13 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, co
     for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g += 16) {
         QDOT_GROUP(quants)
-        for (int j = 0; j < n; j += 2) {
+        const __m512i less = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(in_group, xsum + g), 7));  /* −128 Σ q_x */
+        __m512i index = lanes;
+        for (int j = 0; j < n; j += 2, index = _mm512_add_epi32(index, _mm512_set1_epi32(2))) {
             const int b = g + j;
-            const bool pair = j + 1 < n;  /* an odd last block: half a vector */
-            const __mmask64 in_pair = KERNEL(first_bytes)(pair ? 64 : 32);
+            const __mmask64 in_pair = KERNEL(first_bytes)((n - j) * QBLOCK);  /* an odd last block: half a vector */
             const __m512i x = _mm512_maskz_loadu_epi8(in_pair, xq + (size_t)b * QBLOCK);
-            const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
-            const __m512i start = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, -128 * xsum[b]), 1 << 8, pair ? -128 * xsum[b + 1] : 0);
+            const __m512i start = _mm512_maskz_permutexvar_epi32(0x0101, index, less);  /* in each block's first lane */
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * QBLOCK;
                 PREFETCH_STREAM(row + ahead);
