@@ -333,13 +333,6 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, co
     }
     for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]));
 }
-/* q4_0: four blocks a step. Their 64 bytes hold the first halves of the four blocks in the low
- * nibbles and the second halves in the high ones, and the activations were reordered to match
- * (q4_order), so the nibbles are multiplied where they lie, two vpdpbusd into the same sums:
- * each 128-bit lane of the sums is then one block, starting from −8 × its activation sum. One
- * conversion and one multiply-add per four blocks, not per two, and no permute of the weights:
- * on one Zen 4 core a matmul in L2 ran 32-39% faster than with two blocks a vector (the
- * nibbles spread by a permute), and decoding ~4% (its LM head is q8_0). */
 /* A position's quantized activations for q4_0 rows: each step of four blocks (k ≤ 4 at the
  * end) as the first halves of its blocks, then their second halves, 16·k bytes each. Done once
  * a matmul, not for every tile of rows. */
@@ -355,6 +348,13 @@ static void KERNEL(q4_order)(int8_t *xq, int nb) {
         _mm512_mask_storeu_epi8(x + k * QBLOCK / 2, halves, _mm512_permutex2var_epi64(x01, second_halves, x23));
     }
 }
+/* q4_0: four blocks a step. Their 64 bytes hold the first halves of the four blocks in the low
+ * nibbles and the second halves in the high ones, and the activations were reordered to match
+ * (q4_order), so the nibbles are multiplied where they lie, two vpdpbusd into the same sums:
+ * each 128-bit lane of the sums is then one block, starting from −8 × its activation sum. One
+ * conversion and one multiply-add per four blocks, not per two, and no permute of the weights:
+ * on one Zen 4 core a matmul in L2 ran 32-39% faster than with two blocks a vector (the
+ * nibbles spread by a permute), and decoding ~4% (its LM head is q8_0). */
 static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, const int rows) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (QBLOCK / 2), ahead = prefetch_ahead(ws, rows);
