@@ -285,11 +285,13 @@ static inline __mmask64 KERNEL(first_bytes)(int n) {  /* a load's mask for n of 
     return n >= 64 ? ~(__mmask64)0 : n <= 0 ? 0 : ((__mmask64)1 << n) - 1;
 }
 /* 16 blocks at a time: their scales d_w·d_x as one vector (the row's f16 scales converted and
- * multiplied by the activations'), spread to the lanes of each block's sums by a permute. */
-#define QDOT_GROUP(quants)                                                                                               \
+ * multiplied by the activations'), and −offset × their activation sums as another (offset =
+ * 2^log2_offset), each spread to the lanes of a block's sums by a permute. */
+#define QDOT_GROUP(quants, log2_offset)                                                                                  \
     const int n = nb - g < 16 ? nb - g : 16;                                                                             \
     const __mmask16 in_group = (__mmask16)((1u << n) - 1);                                                               \
     const __m512 dx = _mm512_maskz_loadu_ps(in_group, xd + g);                                                           \
+    const __m512i less = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(in_group, xsum + g), log2_offset)); \
     __m512 scale[DOT_ROWS];                                                                                              \
     for (int r = 0; r < rows; r++) {                                                                                     \
         PREFETCH_STREAM(w + r * ws + (quants) + 2 * (size_t)g + ahead);                                                  \
@@ -314,8 +316,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, co
     __m512 acc[DOT_ROWS];
     for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g += 16) {
-        QDOT_GROUP(quants)
-        const __m512i less = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(in_group, xsum + g), 7));  /* −128 Σ q_x */
+        QDOT_GROUP(quants, 7)  /* −128 Σ q_x */
         __m512i index = lanes;
         for (int j = 0; j < n; j += 2, index = _mm512_add_epi32(index, _mm512_set1_epi32(2))) {
             const int b = g + j;
@@ -367,14 +368,13 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, co
     __m512 acc[DOT_ROWS];
     for (int r = 0; r < rows; r++) acc[r] = _mm512_setzero_ps();
     for (int g = 0; g < nb; g += 16) {
-        QDOT_GROUP(quants)
-        const __m512i less = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(in_group, xsum + g), 3));  /* −8 Σ q_x */
-        for (int j = 0; j < n; j += 4) {
+        QDOT_GROUP(quants, 3)  /* −8 Σ q_x */
+        __m512i index = lanes;
+        for (int j = 0; j < n; j += 4, index = _mm512_add_epi32(index, _mm512_set1_epi32(4))) {
             const int b = g + j, k = n - j < 4 ? n - j : 4;  /* the blocks of this step */
             const int8_t *x = xq + (size_t)b * QBLOCK;
             const __mmask64 halves = KERNEL(first_bytes)(k * QBLOCK / 2);
             const __m512i x_first = _mm512_maskz_loadu_epi8(halves, x), x_second = _mm512_maskz_loadu_epi8(halves, x + k * QBLOCK / 2);
-            const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32(j));
             const __m512i start = _mm512_maskz_permutexvar_epi32(0x1111, index, less);  /* in each block's first lane */
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * (QBLOCK / 2);
