@@ -839,7 +839,8 @@ struct gpt2_pool {
     /* the current task, published by the release increment of `generation` */
     task_fn fn;
     void *arg;
-    int n_items, chunk;
+    int n_items;
+    int grab_min, grab_max, unit;  /* a grab: a share of what is left, within these, whole units */
     atomic_int next_item;      /* first item nobody has claimed yet */
     atomic_uint generation;    /* one more for every task; workers wait for it to change */
     atomic_int running;        /* workers still busy with the current task */
@@ -871,10 +872,16 @@ static bool spin_more(Spin *s) {
 }
 
 static void pool_work(gpt2_pool *p, int thread) {
-    for (;;) {
-        int begin = atomic_fetch_add_explicit(&p->next_item, p->chunk, memory_order_relaxed);
-        if (begin >= p->n_items) return;
-        p->fn(p->arg, begin, p->n_items - begin < p->chunk ? p->n_items : begin + p->chunk, thread);
+    int begin = atomic_load_explicit(&p->next_item, memory_order_relaxed);
+    while (begin < p->n_items) {
+        int size = (p->n_items - begin) / (2 * p->n_threads);
+        size = size < p->grab_min ? p->grab_min : size > p->grab_max ? p->grab_max : (size + p->unit - 1) / p->unit * p->unit;
+        const int end = p->n_items - begin < size ? p->n_items : begin + size;
+        /* (on failure, begin becomes what another thread left) */
+        if (atomic_compare_exchange_weak_explicit(&p->next_item, &begin, end, memory_order_relaxed, memory_order_relaxed)) {
+            p->fn(p->arg, begin, end, thread);
+            begin = atomic_load_explicit(&p->next_item, memory_order_relaxed);
+        }
     }
 }
 
@@ -913,13 +920,13 @@ static void pool_publish(gpt2_pool *p) {
     }
 }
 
-/* Runs fn over [0, n_items) in chunks of `chunk` items on all threads; returns when done. */
-static void pool_run(gpt2_pool *p, task_fn fn, void *arg, int n_items, int chunk) {
+/* Runs fn over [0, n_items) on all threads, each taking grab_min … grab_max items at a time
+ * (whole units); returns when done. */
+static void pool_run_grabs(gpt2_pool *p, task_fn fn, void *arg, int n_items, int grab_min, int grab_max, int unit) {
     if (n_items <= 0) return;
-    if (chunk < 1) chunk = 1;
-    if (p->n_threads == 1 || n_items <= chunk) { fn(arg, 0, n_items, 0); return; }
+    if (p->n_threads == 1 || n_items <= grab_min) { fn(arg, 0, n_items, 0); return; }
     pthread_mutex_lock(&p->run_lock);
-    p->fn = fn; p->arg = arg; p->n_items = n_items; p->chunk = chunk;
+    p->fn = fn; p->arg = arg; p->n_items = n_items; p->grab_min = grab_min; p->grab_max = grab_max; p->unit = unit;
     atomic_store_explicit(&p->next_item, 0, memory_order_relaxed);
     atomic_store_explicit(&p->running, p->n_threads - 1, memory_order_relaxed);
     pool_publish(p);
@@ -937,6 +944,21 @@ static void pool_run(gpt2_pool *p, task_fn fn, void *arg, int n_items, int chunk
         pthread_mutex_unlock(&p->lock);
     }
     pthread_mutex_unlock(&p->run_lock);
+}
+
+/* Runs fn over [0, n_items) in chunks of `chunk` items on all threads; returns when done. */
+static void pool_run(gpt2_pool *p, task_fn fn, void *arg, int n_items, int chunk) {
+    if (chunk < 1) chunk = 1;
+    pool_run_grabs(p, fn, arg, n_items, chunk, chunk, chunk);
+}
+
+/* The same with shrinking grabs, for decoding's matmuls: what is left over twice the threads,
+ * down to a sixteenth of a thread's share, whole `unit`s. The threads finish closer together
+ * than with four equal chunks each (threads waiting for each other: 6% of decoding f16 on two
+ * Zen 4 cores, 2% with these), and the grabs stay few: each starts without prefetched lines. */
+static void pool_run_guided(gpt2_pool *p, task_fn fn, void *arg, int n_items, int unit) {
+    const int grab_min = (n_items / (16 * p->n_threads) + unit - 1) / unit * unit;
+    pool_run_grabs(p, fn, arg, n_items, grab_min > unit ? grab_min : unit, n_items, unit);
 }
 
 /* A chunk size giving each thread about four chunks (for balance), a multiple of `unit`. */

@@ -863,7 +863,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
         if (n < BATCH_MIN || quantized) {
             if (quantized) KERNEL(quantize_activations)(&m);
             if (w->dtype == GPT2_BF16) m.in = bf16_round_rows(m.in, (size_t)n * m.n_in, m.in_t);
-            pool_run(pool, KERNEL(matmul_dot_task), &m, m.n_out, pool_chunk(pool, m.n_out, DOT_ROWS));
+            pool_run_guided(pool, KERNEL(matmul_dot_task), &m, m.n_out, DOT_ROWS);
             continue;
         }
         const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
