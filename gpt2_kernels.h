@@ -885,18 +885,30 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
 #define KV_LOAD(base, i) (f16 ? vec_load_f16((const uint16_t *)(base) + (i)) : vec_load((const float *)(base) + (i)))
 #define KV_SCALAR(base, i) (f16 ? f16_to_f32(((const uint16_t *)(base))[i]) : ((const float *)(base))[i])
 
-/* out_g[c, c + vecs·VEC_WIDTH) = Σ_{k<K} a_g[k] · B[k·b_k + (c, c + vecs·VEC_WIDTH)], g < G:
- * the GEMM micro-kernel with its rows given as pointers and B f32 or f16. Scores are this with
- * a = the queries and B = the transposed keys (K = HS), the values' sums with a = the
- * probabilities and B = the values (K = keys). vecs and G are constants, so that the sums stay
- * in registers (with a run-time vecs, gcc kept them in memory and copied each row of B). */
+/* out_g[c, c + vecs·VEC_WIDTH) = Σ_{k<K} a_g[k] · B_k[c, c + vecs·VEC_WIDTH), g < G: the GEMM
+ * micro-kernel with its rows given as pointers and B f32 or f16, B_k[col] lying at
+ * B[k·b_k + col / KEY_BLOCK · b_block + col % KEY_BLOCK]. Scores are this with a = the queries
+ * and B = the keys (K = HS; b_k = KEY_BLOCK, b_block = HS · KEY_BLOCK, see key_index), the
+ * values' sums with a = the probabilities and B = the values (K = keys; b_k = value_stride,
+ * b_block = KEY_BLOCK: plain rows). vecs and G are constants, so that the sums stay in
+ * registers (with a run-time vecs, gcc kept them in memory and copied each row of B). */
 static ALWAYS_INLINE void KERNEL(attention_tile)(float *const out[], const float *const a[], const int G, const uint8_t *B, size_t b_k,
-                                                 int K, int c, const int vecs, const bool f16) {
+                                                 size_t b_block, int K, int c, const int vecs, const bool f16,
+                                                 const AttentionPrefetch *prefetch) {
     vec acc[ATT_QUERIES * ATT_TILE];
+    size_t at[ATT_QUERIES * ATT_TILE];
+    for (int v = 0; v < vecs; v++) {
+        const int col = c + v * VEC_WIDTH;
+        at[v] = (size_t)(col / KEY_BLOCK) * b_block + col % KEY_BLOCK;
+    }
     for (int i = 0; i < G * vecs; i++) acc[i] = vec_zero();
     for (int k = 0; k < K; k++) {
         vec b[ATT_QUERIES * ATT_TILE];
-        for (int v = 0; v < vecs; v++) b[v] = KV_LOAD(B, (size_t)k * b_k + c + v * VEC_WIDTH);
+        for (int v = 0; v < vecs; v++) b[v] = KV_LOAD(B, (size_t)k * b_k + at[v]);
+        if (prefetch)
+            for (int r = 0; r < 2; r++)
+                for (size_t o = (size_t)k * prefetch->step; o < (size_t)(k + 1) * prefetch->step && o < prefetch->bytes[r]; o += 64)
+                    PREFETCH_STREAM(prefetch->at[r] + o);
         for (int g = 0; g < G; g++) {
             const vec ak = vec_set1(a[g][k]);
             for (int v = 0; v < vecs; v++) acc[g * vecs + v] = vec_fma(ak, b[v], acc[g * vecs + v]);
@@ -906,41 +918,39 @@ static ALWAYS_INLINE void KERNEL(attention_tile)(float *const out[], const float
         for (int v = 0; v < vecs; v++) vec_store(out[g] + c + v * VEC_WIDTH, acc[g * vecs + v]);
 }
 
-/* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers.
- * One query (decoding) reads the keys in memory order instead, a channel's row at a time,
- * p[j] += q[d]·keys[d][j] in memory, with the row after next prefetched: each score is the
- * same chain of fused multiply-adds, and the tiles' 64 rows at once kept fewer reads in flight
- * (decoding at depth 512 was 5-10% slower on one Zen 4 core). */
-static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float *const q[], const int G, const void *keys, size_t ks,
-                                                   int HS, int n, const bool f16) {
-    if (G == 1) {
-        const size_t kv_bytes = f16 ? 2 : 4;
-        const int n_vec = (n + VEC_WIDTH - 1) / VEC_WIDTH * VEC_WIDTH;  /* past n: see below */
-        float *scores = p[0];
-        for (int j = 0; j < n_vec; j += VEC_WIDTH) vec_store(scores + j, vec_zero());
-        for (int d = 0; d < HS; d++) {
-            const uint8_t *row = (const uint8_t *)keys + (size_t)d * ks * kv_bytes;
-            const vec qd = vec_set1(q[0][d]);
-            for (int j = 0; j < n_vec; j += VEC_WIDTH) {
-                if (j * kv_bytes % 64 == 0) PREFETCH_STREAM(row + (2 * ks + j) * kv_bytes);
-                vec_store(scores + j, vec_fma(qd, KV_LOAD(row, j), vec_load(scores + j)));
-            }
-        }
-        return;
-    }
-    const int wide = ATT_QUERIES * ATT_TILE / G;
+/* Fewer queries take more keys at a time: always ATT_QUERIES · ATT_TILE sums in registers,
+ * except for one query (decoding), which reads ATT_TILE vectors at a time: its keys come from
+ * memory, and fewer blocks at once keep the reads nearer to one run. */
+static ALWAYS_INLINE void KERNEL(attention_scores)(float *const p[], const float *const q[], const int G, const uint8_t *keys, int HS,
+                                                   int n, const bool f16, const uint8_t *values) {
+    const size_t b_block = (size_t)HS * KEY_BLOCK, kv_bytes = f16 ? 2 : 4, position_bytes = (size_t)HS * kv_bytes;
+    const int wide = G == 1 ? ATT_TILE : ATT_QUERIES * ATT_TILE / G, width = wide * VEC_WIDTH;
     int j = 0;
-    for (; j + wide * VEC_WIDTH <= n; j += wide * VEC_WIDTH) KERNEL(attention_tile)(p, q, G, keys, ks, HS, j, wide, f16);
-    /* the last few keys in a whole vector: the cache's rows (key_stride, a multiple of 16) have
-     * room, and the lanes past n, scores of no key, are not read */
-    for (; j < n; j += VEC_WIDTH) KERNEL(attention_tile)(p, q, G, keys, ks, HS, j, 1, f16);
+    for (; j + width <= n; j += width) {
+        const int next = n - (j + width) < width ? n - (j + width) : width;  /* positions of the next tile */
+        const AttentionPrefetch ahead = {{values + j * position_bytes, keys + (j + width) * position_bytes},
+                                         {(size_t)width * position_bytes, (size_t)next * position_bytes},
+                                         (size_t)width * kv_bytes};
+        KERNEL(attention_tile)(p, q, G, keys, KEY_BLOCK, b_block, HS, j, wide, f16, G == 1 ? &ahead : NULL);
+    }
+    /* the last few keys in a whole vector: a block has room (key_stride is whole blocks, and a
+     * vector never spans two), and the lanes past n, scores of no key, are not read */
+    for (; j < n; j += VEC_WIDTH) {
+        const AttentionPrefetch ahead = {{values + j * position_bytes, NULL}, {(size_t)(n - j) * position_bytes, 0},
+                                         (size_t)VEC_WIDTH * kv_bytes};
+        KERNEL(attention_tile)(p, q, G, keys, KEY_BLOCK, b_block, HS, j, 1, f16, G == 1 ? &ahead : NULL);
+    }
 }
 
 static ALWAYS_INLINE void KERNEL(attention_values)(float *const out[], const float *const p[], const int G, const void *values,
-                                                   size_t vs, int HS, int n, const bool f16) {
+                                                   size_t vs, int HS, int n, const bool f16, const uint8_t *next_keys) {
+    const size_t position_bytes = (size_t)HS * (f16 ? 2 : 4);
+    const AttentionPrefetch ahead = {{next_keys, NULL}, {next_keys ? (size_t)n * position_bytes : 0, 0}, position_bytes};
     int i = 0;
-    for (; i + ATT_TILE * VEC_WIDTH <= HS; i += ATT_TILE * VEC_WIDTH) KERNEL(attention_tile)(out, p, G, values, vs, n, i, ATT_TILE, f16);
-    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH) KERNEL(attention_tile)(out, p, G, values, vs, n, i, 1, f16);
+    for (; i + ATT_TILE * VEC_WIDTH <= HS; i += ATT_TILE * VEC_WIDTH)
+        KERNEL(attention_tile)(out, p, G, values, vs, KEY_BLOCK, n, i, ATT_TILE, f16, G == 1 && i == 0 ? &ahead : NULL);
+    for (; i + VEC_WIDTH <= HS; i += VEC_WIDTH)
+        KERNEL(attention_tile)(out, p, G, values, vs, KEY_BLOCK, n, i, 1, f16, G == 1 && i == 0 ? &ahead : NULL);
     for (; i < HS; i++)
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
@@ -980,11 +990,11 @@ static void KERNEL(softmax)(float *p, int n, float scale) {
 /* The G queries of one task item (G and f16 constants, so that the sums stay in registers):
  * their scores over keys 0 … n_max - 1, the softmaxes, and the sums of the values. */
 static ALWAYS_INLINE void KERNEL(attend)(const Attention *a, float *const p[], const float *const q[], float *const out[],
-                                         const int keys_of[], int n_max, const uint8_t *keys, const uint8_t *values, const int G,
-                                         const bool f16) {
+                                         const int keys_of[], int n_max, const uint8_t *keys, const uint8_t *values,
+                                         const uint8_t *next_keys, const int G, const bool f16) {
     const int HS = a->HS, ks = a->key_stride;
     const float scale = 1.0f / sqrtf((float)HS);
-    KERNEL(attention_scores)(p, q, G, keys, ks, HS, n_max, f16);
+    KERNEL(attention_scores)(p, q, G, keys, HS, n_max, f16, values);
     /* p = softmax(q·kᵀ / √HS) over the query's keys; 0 for the group's later keys (and, stored
      * for training, to the row's end: its backward reads whole columns) */
     for (int g = 0; g < G; g++) {
@@ -992,7 +1002,7 @@ static ALWAYS_INLINE void KERNEL(attend)(const Attention *a, float *const p[], c
         for (int j = keys_of[g]; j < (a->probs ? ks : n_max); j++) p[g][j] = 0.0f;
     }
     /* out = Σ_j p_j · v_j */
-    KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, f16);
+    KERNEL(attention_values)(out, (const float *const *)p, G, values, a->value_stride, HS, n_max, f16, next_keys);
 }
 
 /* One task item: ATT_QUERIES consecutive query positions of one head (fewer at the batch's
@@ -1016,8 +1026,10 @@ static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
             out[g] = a->out + (size_t)t * a->out_stride + h * HS;
             p[g] = a->probs ? a->probs + ((size_t)h * a->T + t) * ks : a->scores + ((size_t)thread * ATT_QUERIES + g) * ks;
         }
-#define ATTEND(GROUP) (a->f16 ? KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, GROUP, true) \
-                            : KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, GROUP, false))
+        /* decoding: the next head's keys, if this task computes it (see AttentionPrefetch) */
+        const uint8_t *next_keys = a->T == 1 && item + 1 < end ? keys + (size_t)HS * ks * kv_size : NULL;
+#define ATTEND(GROUP) (a->f16 ? KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, next_keys, GROUP, true) \
+                            : KERNEL(attend)(a, p, q, out, keys_of, n_max, keys, values, next_keys, GROUP, false))
         if (G == ATT_QUERIES) ATTEND(ATT_QUERIES);
         else if (G == 1) ATTEND(1);
         else if (G == 2) ATTEND(2);

@@ -286,7 +286,7 @@ typedef struct {
 } LayerActivations;
 
 typedef struct {
-    int B, T, S;                     /* S: a row of probs, T rounded up to whole vectors */
+    int B, T, S;                     /* S: a row of probs, T rounded up to whole key blocks */
     LayerActivations *layers;        /* [L] */
     float *x_final;                  /* (N, C) the last block's output */
     float *lnf, *lnf_mean, *lnf_rstd;
@@ -294,7 +294,7 @@ typedef struct {
     float *losses;                   /* (N) */
     /* scratch, and the gradients of activations (reused from layer to layer) */
     MatmulScratch mm;                /* the matmuls' work space */
-    float *keys;                     /* (C, S) one sequence's keys, transposed for attention */
+    float *keys;                     /* (NH, S / KEY_BLOCK, HS, KEY_BLOCK) one sequence's keys, see key_index */
     float *scores;                   /* (threads, S) */
     float *dx;                       /* (N, C) gradient of the residual stream */
     float *dln, *dattn;              /* (N, C) */
@@ -384,7 +384,7 @@ static void activations_init(Trainer *tr, int B, int T) {
     Activations *a = &tr->act;
     const size_t C = (size_t)c->n_embd, N = (size_t)B * T, V = (size_t)c->vocab_size;
     const int threads = tr->pool->n_threads;
-    a->B = B, a->T = T, a->S = (T + 15) / 16 * 16;
+    a->B = B, a->T = T, a->S = (T + KEY_BLOCK - 1) / KEY_BLOCK * KEY_BLOCK;
     a->layers = xcalloc((size_t)c->n_layer, sizeof *a->layers);
     for (int l = 0; l < c->n_layer; l++) {
         LayerActivations *s = &a->layers[l];
@@ -500,8 +500,8 @@ static float train_forward(Trainer *tr, const int *inputs, const int *targets, c
         matmul(pool, &a->mm, s->qkv, s->ln1, &lw->qkv_w, lw->qkv_b, N, STORE);
         for (int b = 0; b < B; b++) {
             const float *qkv = s->qkv + (size_t)b * T * 3 * C;
-            for (int i = 0; i < C; i++)  /* this sequence's keys, transposed */
-                for (int t = 0; t < T; t++) a->keys[(size_t)i * S + t] = qkv[(size_t)t * 3 * C + C + i];
+            for (int i = 0; i < C; i++)  /* this sequence's keys, transposed in blocks as the engine's cache */
+                for (int t = 0; t < T; t++) a->keys[key_index(i, t, HS, S)] = qkv[(size_t)t * 3 * C + C + i];
             attention(pool, &(Attention){.out = s->attn + (size_t)b * T * C, .out_stride = C, .q = qkv, .q_stride = 3 * C,
                                          .keys = a->keys, .key_stride = S, .values = qkv + 2 * C, .value_head_stride = HS,
                                          .value_stride = 3 * (size_t)C, .scores = a->scores,
