@@ -2438,12 +2438,28 @@ static void select_top_k(Candidate *cand, int n, int k) {
     }
 }
 
-/* The first of the largest logits; NaN counts as impossible. */
+/* The first of the largest logits; NaN counts as impossible (all NaN: the last). In lanes of
+ * ARGMAX_LANES, the largest value and then the first chunk that holds it: loops that vectorize
+ * (a loop carrying the best index along took ~0.5% of decoding q8_0 on one Zen 4 core). The
+ * largest non-NaN value does not depend on the order of the comparisons. */
+#define ARGMAX_LANES 16
 static int argmax_logit(const float *logits, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > logits[best] || logits[best] != logits[best]) best = i;
-    return best;
+    float lane[ARGMAX_LANES], max = -INFINITY;
+    for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = -INFINITY;
+    const int whole = n / ARGMAX_LANES * ARGMAX_LANES;
+    for (int i = 0; i < whole; i += ARGMAX_LANES)
+        for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = logits[i + l] > lane[l] ? logits[i + l] : lane[l];  /* NaN: false */
+    for (int l = 0; l < ARGMAX_LANES; l++) max = lane[l] > max ? lane[l] : max;
+    for (int i = whole; i < n; i++) max = logits[i] > max ? logits[i] : max;
+    for (int i = 0; i < n; i += ARGMAX_LANES) {
+        const int end = i + ARGMAX_LANES < n ? i + ARGMAX_LANES : n;
+        bool here = false;
+        for (int j = i; j < end; j++) here |= logits[j] == max;
+        if (here)
+            for (int j = i; j < end; j++)
+                if (logits[j] == max) return j;
+    }
+    return n - 1;
 }
 
 /* A logit as a value the sampler can order: NaN is impossible (-inf), +inf certain (the

@@ -215,6 +215,35 @@ static void test_sampler_combinations(void) {
     }
 }
 
+/* Greedy against its definition, the first of the largest non-NaN logits (all NaN: the last),
+ * for vocabularies that are and are not whole chunks of the kernel's lanes, with ties, NaN,
+ * ±inf and the winner anywhere. */
+static void test_greedy(void) {
+    uint64_t rng = 99;
+    for (int V = 1; V <= 70; V++) {
+        gpt2_model *m = fake_model(V);
+        gpt2_sampler *s = sampler(m, (gpt2_sampling){.temperature = 0, .top_p = 1});
+        float *logits = malloc((size_t)V * sizeof *logits);
+        for (int trial = 0; trial < 200; trial++) {
+            for (int v = 0; v < V; v++) {
+                const uint32_t r = (uint32_t)((rng = rng * 6364136223846793005u + 1442695040888963407u) >> 33) % 16;
+                logits[v] = r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 && trial % 4 == 0 ? INFINITY : (float)(r % 5);
+            }
+            if (trial % 7 == 0)
+                for (int v = 0; v < V; v++) logits[v] = NAN;
+            int want = -1;
+            for (int v = 0; v < V; v++)
+                if (logits[v] == logits[v] && (want < 0 || logits[v] > logits[want])) want = v;
+            if (want < 0) want = V - 1;
+            const int got = gpt2_sample(s, logits);
+            CHECK(got == want, "greedy over %d logits: id %d, the first largest is %d", V, got, want);
+        }
+        free(logits);
+        gpt2_sampler_free(s);
+        free(m);
+    }
+}
+
 static void test_sampler(void) {
     enum { V = 6 };
     gpt2_model *m = fake_model(V);
@@ -500,6 +529,7 @@ static void test_generate(const char *path) {
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: test_sampling MODEL.bin\n"); return 2; }
     test_sampler();
+    test_greedy();
     test_sampler_combinations();
     test_text_stream();
     test_generate(argv[1]);
