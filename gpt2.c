@@ -2438,28 +2438,35 @@ static void select_top_k(Candidate *cand, int n, int k) {
     }
 }
 
-/* The first of the largest logits; NaN counts as impossible (all NaN: the last). In lanes of
- * ARGMAX_LANES, the largest value and then the first chunk that holds it: loops that vectorize
- * (a loop carrying the best index along took ~0.5% of decoding q8_0 on one Zen 4 core). The
- * largest non-NaN value does not depend on the order of the comparisons. */
-#define ARGMAX_LANES 16
+/* A float's order as an integer: its magnitude's bits, negated for negative floats (−0 and +0
+ * both 0) and for NaN, whose magnitudes lie above infinity's, so that NaN ranks below −inf.
+ * Arithmetic without branches, so that a loop of it vectorizes (with floats, gcc keeps
+ * `x > max ? x : max` scalar for NaN's sake). */
+static inline int32_t logit_rank(float v) {
+    union { float f; uint32_t u; } bits = {.f = v};
+    const int32_t magnitude = (int32_t)(bits.u & 0x7fffffffu);
+    const int32_t negate = -(int32_t)(bits.u >> 31) | -(int32_t)((uint32_t)(0x7f800000 - magnitude) >> 31);  /* 0 or -1 */
+    return (magnitude ^ negate) - negate;
+}
+
+/* The first of the largest logits; NaN counts as impossible (all NaN: the last). Two passes
+ * that vectorize: the largest rank, then the least index holding a logit equal to it, as a
+ * minimum over j or j + n (the scalar loop carrying the best index along took ~0.5% of
+ * decoding q8_0 on one Zen 4 core). n ≤ MAX_VOCAB, so j + n does not overflow. */
 static int argmax_logit(const float *logits, int n) {
-    float lane[ARGMAX_LANES], max = -INFINITY;
-    for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = -INFINITY;
-    const int whole = n / ARGMAX_LANES * ARGMAX_LANES;
-    for (int i = 0; i < whole; i += ARGMAX_LANES)
-        for (int l = 0; l < ARGMAX_LANES; l++) lane[l] = logits[i + l] > lane[l] ? logits[i + l] : lane[l];  /* NaN: false */
-    for (int l = 0; l < ARGMAX_LANES; l++) max = lane[l] > max ? lane[l] : max;
-    for (int i = whole; i < n; i++) max = logits[i] > max ? logits[i] : max;
-    for (int i = 0; i < n; i += ARGMAX_LANES) {
-        const int end = i + ARGMAX_LANES < n ? i + ARGMAX_LANES : n;
-        bool here = false;
-        for (int j = i; j < end; j++) here |= logits[j] == max;
-        if (here)
-            for (int j = i; j < end; j++)
-                if (logits[j] == max) return j;
+    int32_t best = INT32_MIN;
+    for (int i = 0; i < n; i++) {
+        const int32_t rank = logit_rank(logits[i]);
+        best = rank > best ? rank : best;
     }
-    return n - 1;
+    if (best < -0x7f800000) return n - 1;  /* all NaN */
+    const union { uint32_t u; float f; } largest = {.u = best < 0 ? 0x80000000u | (uint32_t)-best : (uint32_t)best};
+    int first = n;
+    for (int j = 0; j < n; j++) {
+        const int candidate = j + (int)(logits[j] != largest.f) * n;  /* −0 == +0, as ranked */
+        first = candidate < first ? candidate : first;
+    }
+    return first;
 }
 
 /* A logit as a value the sampler can order: NaN is impossible (-inf), +inf certain (the

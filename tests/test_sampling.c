@@ -216,8 +216,8 @@ static void test_sampler_combinations(void) {
 }
 
 /* Greedy against its definition, the first of the largest non-NaN logits (all NaN: the last),
- * for vocabularies that are and are not whole chunks of the kernel's lanes, with ties, NaN,
- * ±inf and the winner anywhere. */
+ * for vocabularies that are and are not whole vectors, with ties (−0 and +0 among them), NaN,
+ * ±inf, negative logits and the winner anywhere. */
 static void test_greedy(void) {
     uint64_t rng = 99;
     for (int V = 1; V <= 70; V++) {
@@ -227,7 +227,8 @@ static void test_greedy(void) {
         for (int trial = 0; trial < 200; trial++) {
             for (int v = 0; v < V; v++) {
                 const uint32_t r = (uint32_t)((rng = rng * 6364136223846793005u + 1442695040888963407u) >> 33) % 16;
-                logits[v] = r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 && trial % 4 == 0 ? INFINITY : (float)(r % 5);
+                logits[v] = r == 0 ? NAN : r == 1 ? -INFINITY : r == 2 && trial % 4 == 0 ? INFINITY : r == 3 ? -0.0f : r == 4 ? 0.0f
+                            : (float)(r % 5) - (trial % 2 ? 3.0f : 6.0f) + (trial % 3 == 0 ? 0.5f : 0.0f);  /* even trials: below ±0 */
             }
             if (trial % 7 == 0)
                 for (int v = 0; v < V; v++) logits[v] = NAN;
