@@ -1232,6 +1232,35 @@ static inline size_t key_index(int channel, int position, int HS, int key_stride
            position % KEY_BLOCK;
 }
 
+/* A batch's keys and values into the cache, channels [begin, end) of both (task items: channels).
+ * Decoding's attention appends each head's own, see Attention. */
+typedef struct {
+    void *k_cache, *v_cache;  /* the layer's: (NH, key_stride / KEY_BLOCK, HS, KEY_BLOCK) and (NH, n_ctx, HS) */
+    const float *qkv;         /* (T, 3C) */
+    int C, HS, n_ctx, key_stride, pos, T;
+    bool f16;
+} KvAppend;
+static void kv_append_task(void *arg, int begin, int end, int thread) {
+    const KvAppend *a = arg;
+    (void)thread;
+    /* channel by channel for the keys: a block's row is written in order, position by position */
+    for (int i = begin; i < end; i++)
+        for (int t = 0; t < a->T; t++) {
+            const size_t at = key_index(i, a->pos + t, a->HS, a->key_stride);
+            const float key = a->qkv[(size_t)t * 3 * a->C + a->C + i];
+            if (a->f16) ((uint16_t *)a->k_cache)[at] = f32_to_f16(key);
+            else ((float *)a->k_cache)[at] = key;
+        }
+    for (int t = 0; t < a->T; t++) {
+        const float *value = a->qkv + (size_t)t * 3 * a->C + 2 * a->C;
+        for (int i = begin; i < end; i++) {
+            const size_t at = ((size_t)(i / a->HS) * a->n_ctx + a->pos + t) * a->HS + i % a->HS;
+            if (a->f16) ((uint16_t *)a->v_cache)[at] = f32_to_f16(value[i]);
+            else ((float *)a->v_cache)[at] = value[i];
+        }
+    }
+}
+
 /* Causal self-attention of T queries at positions pos0 … pos0 + T - 1, for each head h:
  *     out_h[t] = Σ_j softmax_j(q_h[t] · k_h[j] / √HS) · v_h[j],   j = 0 … pos0 + t,
  * the mask being the bound on j: a query never scores the keys after its own position. */
@@ -1247,6 +1276,8 @@ typedef struct {
     size_t value_head_stride, value_stride;
     float *scores;         /* (threads, ATT_QUERIES, key_stride) scratch */
     float *probs;          /* NULL, or (NH, T, key_stride): the softmax of every query (0 past it), for training */
+    const KvAppend *append; /* NULL, or (T = 1) the position's keys and values, which each head appends
+                              * before it attends: one pass over the pool less, and both threads append */
     int T, pos0, NH, HS;
 } Attention;
 
@@ -2265,35 +2296,6 @@ void gpt2_context_rewind(gpt2_context *ctx, int position) {
 /* Runs the T ≤ MAX_BATCH tokens at tokens[pos … pos + T - 1] through the model, appending their
  * keys and values to the cache. The logits of the last position go to ctx->logits; if
  * all_logits is not NULL, those of positions first … T - 1 of the batch go there, (T - first, V). */
-/* A batch's keys and values into the cache: the keys transposed (a cache row is one channel),
- * channels [begin, end) of both a task item each. */
-typedef struct {
-    void *k_cache, *v_cache;  /* the layer's: (NH, key_stride / KEY_BLOCK, HS, KEY_BLOCK) and (NH, n_ctx, HS) */
-    const float *qkv;         /* (T, 3C) */
-    int C, HS, n_ctx, key_stride, pos, T;
-    bool f16;
-} KvAppend;
-static void kv_append_task(void *arg, int begin, int end, int thread) {
-    const KvAppend *a = arg;
-    (void)thread;
-    /* channel by channel for the keys: a block's row is written in order, position by position */
-    for (int i = begin; i < end; i++)
-        for (int t = 0; t < a->T; t++) {
-            const size_t at = key_index(i, a->pos + t, a->HS, a->key_stride);
-            const float key = a->qkv[(size_t)t * 3 * a->C + a->C + i];
-            if (a->f16) ((uint16_t *)a->k_cache)[at] = f32_to_f16(key);
-            else ((float *)a->k_cache)[at] = key;
-        }
-    for (int t = 0; t < a->T; t++) {
-        const float *value = a->qkv + (size_t)t * 3 * a->C + 2 * a->C;
-        for (int i = begin; i < end; i++) {
-            const size_t at = ((size_t)(i / a->HS) * a->n_ctx + a->pos + t) * a->HS + i % a->HS;
-            if (a->f16) ((uint16_t *)a->v_cache)[at] = f32_to_f16(value[i]);
-            else ((float *)a->v_cache)[at] = value[i];
-        }
-    }
-}
-
 static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
     const gpt2_config *c = &ctx->model->config;
     const Weights *w = &ctx->model->weights;
@@ -2313,13 +2315,15 @@ static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
         /* attention: x += proj(attention(ln_1(x))) */
         layernorm_rows(pool, xn, x, lw->ln1_w, lw->ln1_b, T, C, c->ln_eps);
         k->matmul(pool, mm, qkv, xn, &lw->qkv_w, lw->qkv_b, T, STORE);
-        /* append this batch's keys (transposed, in blocks: see key_index) and values */
+        /* append this batch's keys (transposed, in blocks: see key_index) and values; a decoded
+         * token's, head by head in attention's own tasks */
         const bool f16 = ctx->kv_size == 2;
         KvAppend append = {k_cache, v_cache, qkv, C, HS, ctx->n_ctx, ks, pos, T, f16};
-        pool_run(pool, kv_append_task, &append, C, T < SHARE_MIN_POSITIONS ? C : pool_chunk(pool, C, 16));
+        if (T > 1) pool_run(pool, kv_append_task, &append, C, T < SHARE_MIN_POSITIONS ? C : pool_chunk(pool, C, 16));
         k->attention(pool, &(Attention){.out = attn, .out_stride = C, .q = qkv, .q_stride = 3 * C, .keys = k_cache,
                                      .key_stride = ks, .values = v_cache, .value_head_stride = (size_t)ctx->n_ctx * HS,
-                                     .value_stride = HS, .f16 = f16, .scores = ctx->scores, .T = T, .pos0 = pos, .NH = NH, .HS = HS});
+                                     .value_stride = HS, .f16 = f16, .scores = ctx->scores, .append = T == 1 ? &append : NULL,
+                                     .T = T, .pos0 = pos, .NH = NH, .HS = HS});
         k->matmul(pool, mm, x, attn, &lw->attn_proj_w, lw->attn_proj_b, T, ACCUMULATE);
 
         /* MLP: x += proj(gelu(fc(ln_2(x)))) */

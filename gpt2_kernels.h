@@ -1013,6 +1013,7 @@ static void KERNEL(attention_task)(void *arg, int begin, int end, int thread) {
     const size_t kv_size = a->f16 ? 2 : 4;
     for (int item = begin; item < end; item++) {
         const int h = item / groups, t0 = item % groups * ATT_QUERIES, G = a->T - t0 < ATT_QUERIES ? a->T - t0 : ATT_QUERIES;
+        if (a->append) kv_append_task((void *)a->append, h * HS, (h + 1) * HS, thread);  /* (T = 1: one item a head) */
         const uint8_t *keys = (const uint8_t *)a->keys + (size_t)h * HS * ks * kv_size;
         const uint8_t *values = (const uint8_t *)a->values + h * a->value_head_stride * kv_size;
         const float *q[ATT_QUERIES] = {0};  /* (G of each: the rest stay unused) */
