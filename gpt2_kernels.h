@@ -559,6 +559,16 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     matmul_finish(m, begin, end);
 }
 
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
+/* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
+ * line: the next panel's rows arrive while this one computes. */
+static inline void KERNEL(prefetch_rows)(const Matmul *m, int o, int rows, int end) {
+    if (o >= end) return;
+    const uint8_t *first = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+    for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
+}
+#endif
+
 #if KERNELS_ISA == ISA_AVX512
 /* ---- a batch with q8_0 or q4_0 weights: 8-bit integer products (AVX-512 VNNI) -------------- */
 
@@ -783,14 +793,6 @@ static ALWAYS_INLINE void KERNEL(panel_tile)(const Matmul *m, const uint8_t *pan
     }
 }
 
-/* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
- * line: the next panel's rows arrive while this one computes. */
-static inline void KERNEL(prefetch_rows)(const Matmul *m, int o, int rows, int end) {
-    if (o >= end) return;
-    const uint8_t *first = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
-    for (size_t i = 0; i < (size_t)rows * m->row_bytes; i += 64) PREFETCH(first + i);
-}
-
 /* Rows [begin, end) a panel at a time, in the thread's tile. */
 static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
     uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
@@ -810,6 +812,186 @@ static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
     }
 }
 
+#elif KERNELS_ISA == ISA_AVX2
+/* ---- a batch with q8_0 or q4_0 weights: 8-bit integer products (AVX2) ---------------------- */
+
+/* AVX2 has no vpdpbusd. vpmaddubsw multiplies 32 unsigned bytes by 32 signed ones and adds each
+ * pair into a 16-bit lane, saturating, and vpmaddwd by ones adds those pairs into 32-bit lanes:
+ * 4 products a lane, as vpdpbusd, in two steps. So that no pair saturates:
+ *   - q4_0: the nibbles (q + 8, 0 … 15) by the activations: pairs within ±3810, a block's 8
+ *     groups within ±30480, so a 16-bit lane sums a whole block before one vpmaddwd;
+ *   - q8_0: |activation| by the weight with the activation's sign (vpsignb), as decoding does:
+ *     pairs within 2·127², one vpmaddwd a group; the weights stay signed (offset 0).
+ * The layouts are AVX-512's: the activations xq[b][g][Tp], 4 bytes of one position, with their
+ * scales and −offset × their sums (quantize_block's bytes); a panel of PANEL_ROWS rows holds,
+ * for each block, its 8 groups of 4 weights as 4 vectors of 8 rows each, then the 32 rows'
+ * scales as f32. PANEL_POSITIONS_AVX2 positions × 2 vectors of rows: 8 integer sums in the 16
+ * registers, the float sums added once a block. */
+#define PANEL_ROWS 32
+#define PANEL_BLOCK_BYTES (PANEL_ROWS * QBLOCK + PANEL_ROWS * (int)sizeof(float))
+#define PANEL_POSITIONS_AVX2 4
+
+/* The batch's activations, one task item per block b of 32 channels (see the AVX-512 version):
+ * position by position with quantize_block, which the vector versions match byte for byte. */
+static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    (void)thread;
+    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q4_0 ? 8 : 0;
+    for (int b = begin; b < end; b++) {
+        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+        for (int t = 0; t < Tp; t++) {
+            int8_t q[QBLOCK] = {0};
+            int32_t sum = 0;
+            float d = 0.0f;  /* padding positions: 0 */
+            if (t < m->T) d = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, q, &sum);
+            for (int g = 0; g < QBLOCK / 4; g++) memcpy(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t), q + 4 * g, 4);
+            m->xd[(size_t)b * Tp + t] = d;
+            m->xsum[(size_t)b * Tp + t] = -offset * sum;
+        }
+    }
+}
+
+/* rows[i]: the 8 groups of 4 bytes of one block of row i. Returns group g of rows 0 … 7 in
+ * rows[g]: an 8 × 8 transpose of 4-byte elements (pairs, then pairs of pairs, then halves). */
+static ALWAYS_INLINE void KERNEL(transpose_8x8)(__m256i rows[8]) {
+    __m256i pairs[8], quads[8];
+    for (int i = 0; i < 8; i += 2) {  /* rows i, i + 1: groups 0 1 | 4 5 and 2 3 | 6 7, interleaved */
+        pairs[i] = _mm256_unpacklo_epi32(rows[i], rows[i + 1]);
+        pairs[i + 1] = _mm256_unpackhi_epi32(rows[i], rows[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4)  /* rows i … i + 3: one group a 128-bit half */
+        for (int j = 0; j < 2; j++) {
+            quads[i + 2 * j] = _mm256_unpacklo_epi64(pairs[i + j], pairs[i + 2 + j]);
+            quads[i + 2 * j + 1] = _mm256_unpackhi_epi64(pairs[i + j], pairs[i + 2 + j]);
+        }
+    for (int g = 0; g < 4; g++) {  /* rows 0 … 3 and 4 … 7 side by side */
+        rows[g] = _mm256_permute2x128_si256(quads[g], quads[4 + g], 0x20);
+        rows[g + 4] = _mm256_permute2x128_si256(quads[g], quads[4 + g], 0x31);
+    }
+}
+
+/* Weight rows [o, o + rows) into the panel, rows past `rows` zero (with scale 0). */
+static void KERNEL(repack_panel)(const Matmul *m, int o, int rows, uint8_t *panel) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    const bool q4 = m->dtype == GPT2_Q4_0;
+    const size_t block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+    for (int b = 0; b < nb; b++) {
+        uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES;
+        for (int v = 0; v < PANEL_ROWS / 8; v++) {
+            __m256i unpacked[8];
+            for (int i = 0; i < 8; i++) {
+                const int r = 8 * v + i;
+                if (r >= rows) {
+                    unpacked[i] = _mm256_setzero_si256();
+                    continue;
+                }
+                const uint8_t *q = w + (size_t)r * m->row_bytes + (size_t)b * block_bytes;
+                if (q4) {  /* weights 0 … 15 in the low nibbles, 16 … 31 in the high */
+                    const __m128i packed = _mm_loadu_si128((const __m128i *)q), low = _mm_set1_epi8(0x0F);
+                    unpacked[i] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low), _mm_and_si128(packed, low));
+                } else {
+                    unpacked[i] = _mm256_loadu_si256((const __m256i *)q);
+                }
+            }
+            KERNEL(transpose_8x8)(unpacked);
+            for (int g = 0; g < QBLOCK / 4; g++) _mm256_storeu_si256((__m256i *)(pb + (size_t)(g * 4 + v) * 32), unpacked[g]);
+        }
+        float *scales = (float *)(pb + PANEL_ROWS * QBLOCK);
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            uint16_t h = 0;
+            if (r < rows) memcpy(&h, w + (size_t)r * m->row_bytes + quants + 2 * (size_t)b, 2);
+            scales[r] = scalar_f16(h);
+        }
+    }
+}
+
+/* Rows o + 16·half … + 15 of the panel at positions t … t + P - 1: for each block b,
+ *     y += d_w[b] · d_x[t][b] · (Σ_k u_w[k]·q_x[t][k] − offset·Σ_k q_x[t][k]),
+ * the integer sum exact, the blocks added in order. */
+static ALWAYS_INLINE void KERNEL(panel_tile)(const Matmul *m, const uint8_t *panel, int o, int rows, int half, int t, const int P,
+                                             const bool q4) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK, Tp = m->T_padded;
+    const int32_t *xq = (const int32_t *)m->xq;  /* [b][g][Tp]: 4 bytes of one position (quantize_batch_task) */
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2][PANEL_POSITIONS_AVX2];
+    for (int p = 0; p < P; p++) acc[0][p] = acc[1][p] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES;
+        const int32_t *xb = xq + (size_t)b * (QBLOCK / 4) * Tp + t;
+        __m256i sums[2][PANEL_POSITIONS_AVX2];
+        for (int p = 0; p < P; p++) sums[0][p] = sums[1][p] = _mm256_setzero_si256();
+        for (int g = 0; g < QBLOCK / 4; g++) {
+            const __m256i w0 = _mm256_loadu_si256((const __m256i *)(pb + (size_t)(g * 4 + 2 * half) * 32));
+            const __m256i w1 = _mm256_loadu_si256((const __m256i *)(pb + (size_t)(g * 4 + 2 * half + 1) * 32));
+            for (int p = 0; p < P; p++) {
+                const __m256i x = _mm256_set1_epi32(xb[(size_t)g * Tp + p]);
+                if (q4) {  /* 16-bit pairs, summed over the block */
+                    sums[0][p] = _mm256_add_epi16(sums[0][p], _mm256_maddubs_epi16(w0, x));
+                    sums[1][p] = _mm256_add_epi16(sums[1][p], _mm256_maddubs_epi16(w1, x));
+                } else {
+                    const __m256i magnitude = _mm256_abs_epi8(x);
+                    sums[0][p] = _mm256_add_epi32(sums[0][p], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w0, x)), ones));
+                    sums[1][p] = _mm256_add_epi32(sums[1][p], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w1, x)), ones));
+                }
+            }
+        }
+        const float *scales = (const float *)(pb + PANEL_ROWS * QBLOCK) + 16 * half;
+        const __m256 d0 = _mm256_loadu_ps(scales), d1 = _mm256_loadu_ps(scales + 8);
+        for (int p = 0; p < P; p++) {
+            if (q4) {
+                const __m256i start = _mm256_set1_epi32(m->xsum[(size_t)b * Tp + t + p]);
+                sums[0][p] = _mm256_add_epi32(_mm256_madd_epi16(sums[0][p], ones), start);
+                sums[1][p] = _mm256_add_epi32(_mm256_madd_epi16(sums[1][p], ones), start);
+            }
+            const __m256 dx = _mm256_set1_ps(m->xd[(size_t)b * Tp + t + p]);
+            acc[0][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[0][p]), _mm256_mul_ps(d0, dx), acc[0][p]);
+            acc[1][p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[1][p]), _mm256_mul_ps(d1, dx), acc[1][p]);
+        }
+    }
+    /* lane l of vector v is row o + 16·half + 8·v + l: positions' rows are contiguous in the output */
+    for (int v = 0; v < 2; v++) {
+        const int first = 16 * half + 8 * v, n = rows - first < 8 ? rows - first : 8;
+        if (n <= 0) break;
+        for (int p = 0; p < P; p++) {
+            float y[8];
+            _mm256_storeu_ps(y, acc[v][p]);
+            float *out = m->out + (size_t)(t + p) * m->n_out + o + first;
+            for (int l = 0; l < n; l++) {
+                const float yl = y[l] + (m->bias ? m->bias[o + first + l] : 0.0f);
+                out[l] = m->epilogue == ACCUMULATE ? out[l] + yl : yl;
+            }
+        }
+    }
+}
+
+static ALWAYS_INLINE void KERNEL(panel_rows)(const Matmul *m, const uint8_t *panel, int o, int rows, const bool q4) {
+    for (int half = 0; half < 2 && 16 * half < rows; half++) {
+        int t = 0;
+        for (; t + PANEL_POSITIONS_AVX2 <= m->T; t += PANEL_POSITIONS_AVX2)
+            KERNEL(panel_tile)(m, panel, o, rows, half, t, PANEL_POSITIONS_AVX2, q4);
+        switch (m->T - t) {  /* the last few positions */
+        case 3: KERNEL(panel_tile)(m, panel, o, rows, half, t, 3, q4); break;
+        case 2: KERNEL(panel_tile)(m, panel, o, rows, half, t, 2, q4); break;
+        case 1: KERNEL(panel_tile)(m, panel, o, rows, half, t, 1, q4); break;
+        }
+    }
+}
+
+/* Rows [begin, end) a panel at a time, in the thread's tile. */
+static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
+    uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
+    for (int o = begin; o < end; o += PANEL_ROWS) {
+        const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
+        KERNEL(repack_panel)(m, o, rows, panel);
+        KERNEL(prefetch_rows)(m, o + PANEL_ROWS, PANEL_ROWS, end);
+        if (m->dtype == GPT2_Q4_0) KERNEL(panel_rows)(m, panel, o, rows, true);
+        else KERNEL(panel_rows)(m, panel, o, rows, false);
+    }
+}
+#endif
+
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
 static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
     KERNEL(int8_rows)(arg, begin, end, thread);
     matmul_finish(arg, begin, end);
@@ -848,7 +1030,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
         const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
         Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, VEC_WIDTH, epilogue, KERNEL(gelu));
         const bool quantized = w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0;
-#if KERNELS_ISA == ISA_AVX512
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
         if (quantized && n >= BATCH_MIN) {
             m.T_padded = (n + 15) / 16 * 16;
             const int nb = (m.n_in + QBLOCK - 1) / QBLOCK;
