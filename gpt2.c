@@ -33,6 +33,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Nothing here enables floating-point exceptions, so no arithmetic of the engine traps; told so,
+ * gcc if-converts comparisons of floats into vector selects where the instruction set has no
+ * masked operations (AVX2, NEON), and the loops of GELU and of the softmaxes vectorize there
+ * (exp_approx's clamps kept them scalar). Values do not change: it allows no reordering. Clang
+ * assumes it unless told otherwise. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "tokenizer.c"
 
 /* Every a·b + c rounds twice, as written, unless a kernel asks for a fused multiply-add: clang
