@@ -793,22 +793,16 @@ static ALWAYS_INLINE void KERNEL(panel_tile)(const Matmul *m, const uint8_t *pan
     }
 }
 
-/* Rows [begin, end) a panel at a time, in the thread's tile. */
-static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
-    uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
-    for (int o = begin; o < end; o += PANEL_ROWS) {
-        const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
-        KERNEL(repack_panel)(m, o, rows, panel);
-        KERNEL(prefetch_rows)(m, o + PANEL_ROWS, PANEL_ROWS, end);
-        int t = 0;
-        for (; t + PANEL_POSITIONS <= m->T; t += PANEL_POSITIONS) KERNEL(panel_tile)(m, panel, o, rows, t, PANEL_POSITIONS);
-        switch (m->T - t) {  /* the last few positions */
-        case 5: KERNEL(panel_tile)(m, panel, o, rows, t, 5); break;
-        case 4: KERNEL(panel_tile)(m, panel, o, rows, t, 4); break;
-        case 3: KERNEL(panel_tile)(m, panel, o, rows, t, 3); break;
-        case 2: KERNEL(panel_tile)(m, panel, o, rows, t, 2); break;
-        case 1: KERNEL(panel_tile)(m, panel, o, rows, t, 1); break;
-        }
+/* The repacked panel of rows [o, o + rows) at every position of the batch. */
+static void KERNEL(panel_positions)(const Matmul *m, const uint8_t *panel, int o, int rows) {
+    int t = 0;
+    for (; t + PANEL_POSITIONS <= m->T; t += PANEL_POSITIONS) KERNEL(panel_tile)(m, panel, o, rows, t, PANEL_POSITIONS);
+    switch (m->T - t) {  /* the last few positions */
+    case 5: KERNEL(panel_tile)(m, panel, o, rows, t, 5); break;
+    case 4: KERNEL(panel_tile)(m, panel, o, rows, t, 4); break;
+    case 3: KERNEL(panel_tile)(m, panel, o, rows, t, 3); break;
+    case 2: KERNEL(panel_tile)(m, panel, o, rows, t, 2); break;
+    case 1: KERNEL(panel_tile)(m, panel, o, rows, t, 1); break;
     }
 }
 
@@ -978,6 +972,14 @@ static ALWAYS_INLINE void KERNEL(panel_rows)(const Matmul *m, const uint8_t *pan
     }
 }
 
+/* The repacked panel of rows [o, o + rows) at every position of the batch. */
+static void KERNEL(panel_positions)(const Matmul *m, const uint8_t *panel, int o, int rows) {
+    if (m->dtype == GPT2_Q4_0) KERNEL(panel_rows)(m, panel, o, rows, true);
+    else KERNEL(panel_rows)(m, panel, o, rows, false);
+}
+#endif
+
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
 /* Rows [begin, end) a panel at a time, in the thread's tile. */
 static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
     uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
@@ -985,13 +987,10 @@ static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
         const int rows = end - o < PANEL_ROWS ? end - o : PANEL_ROWS;
         KERNEL(repack_panel)(m, o, rows, panel);
         KERNEL(prefetch_rows)(m, o + PANEL_ROWS, PANEL_ROWS, end);
-        if (m->dtype == GPT2_Q4_0) KERNEL(panel_rows)(m, panel, o, rows, true);
-        else KERNEL(panel_rows)(m, panel, o, rows, false);
+        KERNEL(panel_positions)(m, panel, o, rows);
     }
 }
-#endif
 
-#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
 static void KERNEL(matmul_int8_task)(void *arg, int begin, int end, int thread) {
     KERNEL(int8_rows)(arg, begin, end, thread);
     matmul_finish(arg, begin, end);
