@@ -261,10 +261,13 @@ static double bench_prefill(gpt2_context *ctx, const int *tokens, int n) {
 }
 
 /* tokens/s of drawing n tokens greedily after a prompt of `depth` tokens: the median of 3 runs
- * (a run is seconds long, and the machine's bandwidth, which sets the pace, drifts) */
+ * (a run is seconds long, and the machine's bandwidth, which sets the pace, drifts). With
+ * `machine_gbps`, each run is followed by a measure of the rate `threads` threads read the
+ * weights at, and the one after the median run is stored there: on a shared machine that rate
+ * moved 2x within minutes, so a decode speed is only comparable with the read beside it. */
 #define DECODE_RUNS 3
-static double bench_decode(gpt2_context *ctx, gpt2_sampler *greedy, const int *tokens, int depth, int n) {
-    double tps[DECODE_RUNS];
+static double bench_decode(gpt2_context *ctx, gpt2_sampler *greedy, const int *tokens, int depth, int n, double *machine_gbps) {
+    double tps[DECODE_RUNS], gbps[DECODE_RUNS];
     for (int i = 0; i < DECODE_RUNS; i++) {
         gpt2_context_rewind(ctx, 0);
         if (!gpt2_forward(ctx, tokens, depth, NULL)) return NAN;
@@ -273,9 +276,16 @@ static double bench_decode(gpt2_context *ctx, gpt2_sampler *greedy, const int *t
         for (int j = 0; j < n; j++)
             if (gpt2_next(ctx, greedy, 0, NULL) < 0) return NAN;
         tps[i] = n / ((clock_ms() - t0) / 1e3);
+        if (machine_gbps) gbps[i] = gpt2_memory_bandwidth(gpt2_context_model(ctx), gpt2_context_threads(ctx));
     }
-    qsort(tps, DECODE_RUNS, sizeof *tps, compare_doubles);
-    return tps[DECODE_RUNS / 2];
+    int order[DECODE_RUNS];  /* the runs from slowest to fastest (insertion) */
+    for (int i = 0; i < DECODE_RUNS; i++) {
+        int j = i;
+        for (; j > 0 && tps[order[j - 1]] > tps[i]; j--) order[j] = order[j - 1];
+        order[j] = i;
+    }
+    if (machine_gbps) *machine_gbps = gbps[order[DECODE_RUNS / 2]];
+    return tps[order[DECODE_RUNS / 2]];
 }
 
 /* --bench with `threads` threads: prefill 128 and 512 tokens, decode 128 tokens after one, and
@@ -294,13 +304,12 @@ static BenchResult bench(gpt2_model *model, int threads) {
     for (int i = 0; i < 640; i++) tokens[i] = (int)((i * 7919L + 13) % c->vocab_size);
     bench_prefill(ctx, tokens, n_ctx < 64 ? n_ctx : 64);  /* warm-up: fault the mapped weights in */
     if (n_ctx >= 128) r.prefill128 = bench_prefill(ctx, tokens, 128);
-    r.decode = bench_decode(ctx, greedy, tokens, 1, n_ctx - 2 < 128 ? n_ctx - 2 : 128);
+    r.decode = bench_decode(ctx, greedy, tokens, 1, n_ctx - 2 < 128 ? n_ctx - 2 : 128, &r.machine_gbps);
     if (n_ctx >= 640) {
         r.prefill512 = bench_prefill(ctx, tokens, 512);
-        r.decode512 = bench_decode(ctx, greedy, tokens, 512, 64);
+        r.decode512 = bench_decode(ctx, greedy, tokens, 512, 64, NULL);
     }
     r.decode_gbps = r.decode * (double)gpt2_decode_bytes(model) / 1e9;
-    r.machine_gbps = gpt2_memory_bandwidth(model, threads);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     r.rss_mb = ru.ru_maxrss / 1024.0;  /* Linux reports kilobytes */
