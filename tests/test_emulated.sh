@@ -50,6 +50,13 @@ step api $run "$out/test_api" "$build/tiny.bin" "$out/api"
 # (the weight types' kernels are the plain C ones on armhf, which every other run tests too)
 # shellcheck disable=SC2086
 [ "$arch" = aarch64 ] && step types $run "$out/test_types" tests/fixtures/odd "$build/odd.bin" "$out/types"
+# and built for ARMv8.2 with the dot-product instructions (a Raspberry Pi 5, most ARM servers and
+# phones), whose q8_0 and q4_0 kernels differ
+if [ "$arch" = aarch64 ]; then
+    $cc -march=armv8.2-a+dotprod -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O2 -pthread -o "$out/test_types-dotprod" tests/test_types.c -lpthread -lm || exit 1
+    # shellcheck disable=SC2086
+    step types-dotprod $run -cpu max "$out/test_types-dotprod" tests/fixtures/odd "$build/odd.bin" "$out/types"
+fi
 
 if [ "$arch" = armhf ]; then
     # a sparse file of 5 GB whose header says so: refused by its size, with a message, no crash
