@@ -97,6 +97,14 @@
  * 9-16% faster than 8 on one Zen 4 core, with the prefetches to L2) */
 #define DOT_ROWS 8
 #define DOT_ROWS_NARROW 4
+/* A batch with q8_0 or q4_0 weights is an integer GEMM on repacked panels where the instruction
+ * set multiplies 4 bytes by 4 bytes into 32-bit lanes (AVX-512 VNNI; AVX2's maddubs and madd;
+ * NEON's dot products); elsewhere, decoding's tiles a position at a time. */
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2 || (KERNELS_ISA == ISA_NEON && defined(__ARM_FEATURE_DOTPROD))
+#define INT8_PANELS 1
+#else
+#define INT8_PANELS 0
+#endif
 #define TILE_MAX_ROWS 8
 #define TILE_MAX_VECS 4
 
@@ -624,7 +632,7 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
     matmul_finish(m, begin, end);
 }
 
-#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
+#if INT8_PANELS
 /* Weight rows [o, o + rows) (none at or past `end`) on their way into the cache, 64 bytes a
  * line: the next panel's rows arrive while this one computes. */
 static inline void KERNEL(prefetch_rows)(const Matmul *m, int o, int rows, int end) {
@@ -890,26 +898,6 @@ static void KERNEL(panel_positions)(const Matmul *m, const uint8_t *panel, int o
 #define PANEL_BLOCK_BYTES (PANEL_ROWS * QBLOCK + PANEL_ROWS * (int)sizeof(float))
 #define PANEL_POSITIONS_AVX2 4
 
-/* The batch's activations, one task item per block b of 32 channels (see the AVX-512 version):
- * position by position with quantize_block, which the vector versions match byte for byte. */
-static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
-    const Matmul *m = arg;
-    (void)thread;
-    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q4_0 ? 8 : 0;
-    for (int b = begin; b < end; b++) {
-        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
-        for (int t = 0; t < Tp; t++) {
-            int8_t q[QBLOCK] = {0};
-            int32_t sum = 0;
-            float d = 0.0f;  /* padding positions: 0 */
-            if (t < m->T) d = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, q, &sum);
-            for (int g = 0; g < QBLOCK / 4; g++) memcpy(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t), q + 4 * g, 4);
-            m->xd[(size_t)b * Tp + t] = d;
-            m->xsum[(size_t)b * Tp + t] = -offset * sum;
-        }
-    }
-}
-
 /* rows[i]: the 8 groups of 4 bytes of one block of row i. Returns group g of rows 0 … 7 in
  * rows[g]: an 8 × 8 transpose of 4-byte elements (pairs, then pairs of pairs, then halves). */
 static ALWAYS_INLINE void KERNEL(transpose_8x8)(__m256i rows[8]) {
@@ -1042,9 +1030,136 @@ static void KERNEL(panel_positions)(const Matmul *m, const uint8_t *panel, int o
     if (m->dtype == GPT2_Q4_0) KERNEL(panel_rows)(m, panel, o, rows, true);
     else KERNEL(panel_rows)(m, panel, o, rows, false);
 }
+#elif INT8_PANELS && KERNELS_ISA == ISA_NEON
+/* ---- a batch with q8_0 or q4_0 weights: 8-bit integer products (NEON dot products) ---------- */
+
+/* sdot by element adds to each 32-bit lane i the 4 products of bytes 4i … 4i + 3 of one vector
+ * by the 4 bytes of one lane of another: with a vector of 4 weights of 4 rows and a vector of
+ * 4 activations of 4 positions, 16 rows × positions' partial sums an instruction, 64 multiply-
+ * adds. Both sides are signed (q8_0's weights as they are, q4_0's nibbles 0 … 15 with −8 × the
+ * block's activation sum starting its sums), and the layouts are AVX2's: the activations
+ * xq[b][g][Tp] (4 bytes of one position), a panel of PANEL_ROWS rows holding for each block its
+ * 8 groups of 4 weights of the 32 rows in order, then the rows' scales as f32. A tile is 8 rows
+ * (2 vectors) × 4 positions: 8 integer and 8 float sums in registers, each load of weights
+ * serving 4 positions and each load of activations 8 rows. */
+#define PANEL_ROWS 32
+#define PANEL_BLOCK_BYTES (PANEL_ROWS * QBLOCK + PANEL_ROWS * (int)sizeof(float))
+
+/* Weight rows [o, o + rows) into the panel, rows past `rows` zero (with scale 0): 4 rows' 16
+ * bytes at a time, a 4 × 4 transpose of 4-byte groups. */
+static void KERNEL(repack_panel)(const Matmul *m, int o, int rows, uint8_t *panel) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
+    const bool q4 = m->dtype == GPT2_Q4_0;
+    const size_t block_bytes = q4 ? QBLOCK / 2 : QBLOCK, quants = (size_t)nb * block_bytes;
+    const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
+    for (int b = 0; b < nb; b++) {
+        uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES;
+        for (int r0 = 0; r0 < PANEL_ROWS; r0 += 4)
+            for (int half = 0; half < 2; half++) {  /* groups 0 … 3, then 4 … 7 */
+                uint32x4_t v[4];
+                for (int i = 0; i < 4; i++) {
+                    if (r0 + i >= rows) {
+                        v[i] = vdupq_n_u32(0);
+                        continue;
+                    }
+                    const uint8_t *q = w + (size_t)(r0 + i) * m->row_bytes + (size_t)b * block_bytes;
+                    if (q4)  /* weights 0 … 15 in the low nibbles, 16 … 31 in the high */
+                        v[i] = vreinterpretq_u32_u8(half ? vshrq_n_u8(vld1q_u8(q), 4) : vandq_u8(vld1q_u8(q), vdupq_n_u8(0x0F)));
+                    else
+                        v[i] = vreinterpretq_u32_u8(vld1q_u8(q + 16 * half));
+                }
+                const uint32x4_t pair0 = vtrn1q_u32(v[0], v[1]), pair1 = vtrn2q_u32(v[0], v[1]);  /* a0 b0 a2 b2, a1 b1 a3 b3 */
+                const uint32x4_t pair2 = vtrn1q_u32(v[2], v[3]), pair3 = vtrn2q_u32(v[2], v[3]);
+                const uint32x4_t g[4] = {
+                    vreinterpretq_u32_u64(vtrn1q_u64(vreinterpretq_u64_u32(pair0), vreinterpretq_u64_u32(pair2))),
+                    vreinterpretq_u32_u64(vtrn1q_u64(vreinterpretq_u64_u32(pair1), vreinterpretq_u64_u32(pair3))),
+                    vreinterpretq_u32_u64(vtrn2q_u64(vreinterpretq_u64_u32(pair0), vreinterpretq_u64_u32(pair2))),
+                    vreinterpretq_u32_u64(vtrn2q_u64(vreinterpretq_u64_u32(pair1), vreinterpretq_u64_u32(pair3)))};
+                for (int j = 0; j < 4; j++) vst1q_u32((uint32_t *)(pb + (size_t)(4 * half + j) * PANEL_ROWS * 4 + (size_t)r0 * 4), g[j]);
+            }
+        float *scales = (float *)(pb + PANEL_ROWS * QBLOCK);
+        for (int r = 0; r < PANEL_ROWS; r++) {
+            uint16_t h = 0;
+            if (r < rows) memcpy(&h, w + (size_t)r * m->row_bytes + quants + 2 * (size_t)b, 2);
+            scales[r] = f16_to_f32(h);
+        }
+    }
+}
+
+/* Rows o + first … + 7 of the panel at positions t … t + 3 (those below T stored): for each
+ * block b, y += d_w[b] · d_x[t][b] · (Σ_k q_w[k]·q_x[t][k] − offset·Σ_k q_x[t][k]), the integer
+ * sum exact, the blocks added in order. */
+static inline void KERNEL(panel_tile)(const Matmul *m, const uint8_t *panel, int o, int rows, int first, int t) {
+    const int nb = (m->n_in + QBLOCK - 1) / QBLOCK, Tp = m->T_padded;
+    float32x4_t acc[2][4];
+    for (int p = 0; p < 4; p++) acc[0][p] = acc[1][p] = vdupq_n_f32(0.0f);
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *pb = panel + (size_t)b * PANEL_BLOCK_BYTES + (size_t)first * 4;
+        const int8_t *xb = m->xq + 4 * ((size_t)b * (QBLOCK / 4) * Tp + t);
+        int32x4_t sums[2][4];
+        for (int p = 0; p < 4; p++) sums[0][p] = sums[1][p] = vdupq_n_s32(m->xsum[(size_t)b * Tp + t + p]);
+#pragma GCC unroll 2  /* (fully unrolled, gcc ran the groups position by position, loading each weight 4 times) */
+        for (int g = 0; g < QBLOCK / 4; g++) {
+            const int8x16_t w0 = vld1q_s8((const int8_t *)pb + (size_t)g * PANEL_ROWS * 4), w1 = vld1q_s8((const int8_t *)pb + (size_t)g * PANEL_ROWS * 4 + 16);
+            const int8x16_t x = vld1q_s8(xb + 4 * (size_t)g * Tp);  /* 4 bytes of each of the 4 positions */
+            sums[0][0] = vdotq_laneq_s32(sums[0][0], w0, x, 0), sums[1][0] = vdotq_laneq_s32(sums[1][0], w1, x, 0);
+            sums[0][1] = vdotq_laneq_s32(sums[0][1], w0, x, 1), sums[1][1] = vdotq_laneq_s32(sums[1][1], w1, x, 1);
+            sums[0][2] = vdotq_laneq_s32(sums[0][2], w0, x, 2), sums[1][2] = vdotq_laneq_s32(sums[1][2], w1, x, 2);
+            sums[0][3] = vdotq_laneq_s32(sums[0][3], w0, x, 3), sums[1][3] = vdotq_laneq_s32(sums[1][3], w1, x, 3);
+        }
+        const float *scales = (const float *)(panel + (size_t)b * PANEL_BLOCK_BYTES + PANEL_ROWS * QBLOCK) + first;
+        const float32x4_t d0 = vld1q_f32(scales), d1 = vld1q_f32(scales + 4);
+        for (int p = 0; p < 4; p++) {
+            const float dx = m->xd[(size_t)b * Tp + t + p];
+            acc[0][p] = vfmaq_f32(acc[0][p], vcvtq_f32_s32(sums[0][p]), vmulq_n_f32(d0, dx));
+            acc[1][p] = vfmaq_f32(acc[1][p], vcvtq_f32_s32(sums[1][p]), vmulq_n_f32(d1, dx));
+        }
+    }
+    /* lane l of vector v is row o + first + 4·v + l: a position's rows are contiguous in the output */
+    const int n_rows = rows - first < 8 ? rows - first : 8;
+    for (int p = 0; p < 4 && t + p < m->T; p++) {
+        float y[8];
+        vst1q_f32(y, acc[0][p]), vst1q_f32(y + 4, acc[1][p]);
+        float *out = m->out + (size_t)(t + p) * m->n_out + o + first;
+        for (int l = 0; l < n_rows; l++) {
+            const float yl = y[l] + (m->bias ? m->bias[o + first + l] : 0.0f);
+            out[l] = m->epilogue == ACCUMULATE ? out[l] + yl : yl;
+        }
+    }
+}
+
+/* The repacked panel of rows [o, o + rows) at every position of the batch (padding positions,
+ * zeros with scale 0, fill the last tile of 4). */
+static void KERNEL(panel_positions)(const Matmul *m, const uint8_t *panel, int o, int rows) {
+    for (int first = 0; first < rows; first += 8)
+        for (int t = 0; t < m->T; t += 4) KERNEL(panel_tile)(m, panel, o, rows, first, t);
+}
+#endif
+#if KERNELS_ISA == ISA_AVX2 || (INT8_PANELS && KERNELS_ISA == ISA_NEON)
+/* The batch's activations, one task item per block b of 32 channels (see the AVX-512 version):
+ * position by position with quantize_block, which the vector versions match byte for byte.
+ * The weights' offset: q4_0's nibbles are q + 8; q8_0's weights are signed as they are. */
+static void KERNEL(quantize_batch_task)(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    (void)thread;
+    const int Tp = m->T_padded, offset = m->dtype == GPT2_Q4_0 ? 8 : 0;
+    for (int b = begin; b < end; b++) {
+        const int n = m->n_in - b * QBLOCK < QBLOCK ? m->n_in - b * QBLOCK : QBLOCK;
+        for (int t = 0; t < Tp; t++) {
+            int8_t q[QBLOCK] = {0};
+            int32_t sum = 0;
+            float d = 0.0f;  /* padding positions: 0 */
+            if (t < m->T) d = quantize_block(m->in + (size_t)t * m->n_in + (size_t)b * QBLOCK, n, q, &sum);
+            for (int g = 0; g < QBLOCK / 4; g++) memcpy(m->xq + 4 * (((size_t)b * (QBLOCK / 4) + g) * Tp + t), q + 4 * g, 4);
+            m->xd[(size_t)b * Tp + t] = d;
+            m->xsum[(size_t)b * Tp + t] = -offset * sum;
+        }
+    }
+}
+
 #endif
 
-#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
+#if INT8_PANELS
 /* Rows [begin, end) a panel at a time, in the thread's tile. */
 static void KERNEL(int8_rows)(const Matmul *m, int begin, int end, int thread) {
     uint8_t *panel = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));
@@ -1094,7 +1209,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
         const int n = T - t0 < MATMUL_POSITIONS ? T - t0 : MATMUL_POSITIONS;
         Matmul m = matmul_args(scratch, out, in, w, bias, t0, n, VEC_WIDTH, epilogue, KERNEL(gelu));
         const bool quantized = w->dtype == GPT2_Q8_0 || w->dtype == GPT2_Q4_0;
-#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2
+#if INT8_PANELS
         if (quantized && n >= BATCH_MIN) {
             m.T_padded = (n + 15) / 16 * 16;
             const int nb = (m.n_in + QBLOCK - 1) / QBLOCK;
@@ -1329,6 +1444,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef ATT_TILE
 #undef PANEL_POSITIONS
 #undef PANEL_BLOCK_BYTES
+#undef INT8_PANELS
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
 #undef VEC_WIDTH
 #undef BATCH_ROWS
