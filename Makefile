@@ -2,6 +2,9 @@
 # `make bench` measures speed. Test and benchmark outputs go to build/.
 
 CC ?= cc
+# Programs that run during the build (the page's embedding, the Unicode tables' generator): for
+# the build machine, also when CC cross-compiles.
+HOSTCC ?= cc
 # -O3: the matmuls are written to be vectorized. No -ffast-math: it reorders the sums and
 # changes GELU/softmax enough to drift from the reference implementations.
 OPT ?= -O3
@@ -29,7 +32,7 @@ gpt2: $(CLI) $(ENGINE)
 build/page.h: web/index.html build/embed_file | build
 	build/embed_file web/index.html page_html >$@
 build/embed_file: tools/embed_file.c | build
-	$(CC) $(WARN) -O2 -o $@ tools/embed_file.c
+	$(HOSTCC) $(WARN) -O2 -o $@ tools/embed_file.c
 
 # the trainer #includes gpt2.c: one translation unit, the engine's kernels and structs
 train_gpt2: train_gpt2.c $(ENGINE)
@@ -414,7 +417,7 @@ build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
 build/test_tokenizer-valgrind: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ tests/test_tokenizer.c $(LDLIBS)
 build/gen_unicode: tools/gen_unicode.c | build
-	$(CC) $(WARN) -O2 -o $@ tools/gen_unicode.c
+	$(HOSTCC) $(WARN) -O2 -o $@ tools/gen_unicode.c
 
 test-tokenizer: build/test_tokenizer build/test_tokenizer-san build/tiny.bin
 	build/test_tokenizer build/tiny.bin $(TOKENIZER_CASES)

@@ -53,6 +53,15 @@ step api $run "$out/test_api" "$build/tiny.bin" "$out/api"
 # and built for ARMv8.2 with the dot-product instructions (a Raspberry Pi 5, most ARM servers and
 # phones), whose q8_0 and q4_0 kernels differ
 if [ "$arch" = aarch64 ]; then
+    # the README's cross-compiling command, in a copy of the sources, and its program generating
+    mkdir -p "$out/cross" && cp -r Makefile ./*.c ./*.h web tools export "$out/cross/" || exit 1
+    if make -s -C "$out/cross" gpt2 CC="$cc" NATIVE=-march=armv8.2-a+dotprod >"$out/cross.log" 2>&1 &&
+        text=$($run -cpu max "$out/cross/gpt2" models/shakespeare.bin "ROMEO:" -n 16 -s 7 -q 2>>"$out/cross.log") &&
+        [ -n "$text" ]; then
+        echo "ok   $arch cross-compiled CLI (make CC=$cc NATIVE=-march=armv8.2-a+dotprod) generates: $(echo "$text" | tr "\n" " ")"
+    else
+        echo "FAIL $arch cross-compiled CLI:"; tail -n 5 "$out/cross.log"; failed=1
+    fi
     $cc -march=armv8.2-a+dotprod -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O2 -pthread -o "$out/test_types-dotprod" tests/test_types.c -lpthread -lm || exit 1
     # shellcheck disable=SC2086
     step types-dotprod $run -cpu max "$out/test_types-dotprod" tests/fixtures/odd "$build/odd.bin" "$out/types"
