@@ -1328,6 +1328,10 @@ typedef struct {
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON) && !defined(GPT2_SCALAR)
 #include <arm_neon.h>
+#if !defined(__ARM_FEATURE_DOTPROD) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#include <sys/auxv.h>
+#define ARM_VARIANTS 1  /* a copy with the dot-product instructions (ARMv8.2+), for the CPUs that have them */
+#endif
 #endif
 
 /* the build's own instruction set: what the compiler was told it may use */
@@ -1347,6 +1351,7 @@ typedef struct {
 /* the plain C reference, named _scalar (unless it is the build's own) */
 #if NATIVE_ISA != ISA_SCALAR
 #define KERNELS_ISA ISA_SCALAR
+#define KERNELS_DOTPROD 0
 #define KERNEL(name) name##_scalar
 #include "gpt2_kernels.h"
 #endif
@@ -1361,6 +1366,7 @@ typedef struct {
 #pragma GCC target("avx2,fma,f16c")
 #endif
 #define KERNELS_ISA ISA_AVX2
+#define KERNELS_DOTPROD 0
 #define KERNEL(name) name##_avx2
 #include "gpt2_kernels.h"
 #if defined(__clang__)
@@ -1377,6 +1383,7 @@ typedef struct {
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
 #endif
 #define KERNELS_ISA ISA_AVX512
+#define KERNELS_DOTPROD 0
 #define KERNEL(name) name##_avx512
 #include "gpt2_kernels.h"
 #if defined(__clang__)
@@ -1385,10 +1392,27 @@ typedef struct {
 #pragma GCC pop_options
 #endif
 #endif
+/* NEON with dot products for a build that does not assume them (ARMv8.0: a Raspberry Pi 3 or 4
+ * lacks them, a Pi 5 has them), run where the kernel reports them (gcc on Linux: its arm_neon.h
+ * offers the instructions to functions compiled for them) */
+#if defined(ARM_VARIANTS)
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")  /* (arm_neon.h offers vdotq to this target) */
+#define KERNELS_ISA ISA_NEON
+#define KERNELS_DOTPROD 1
+#define KERNEL(name) name##_neondot
+#include "gpt2_kernels.h"
+#pragma GCC pop_options
+#endif
 
 /* the build's own copy, last: its names stay plain (matmul, gemm_tile, VEC_WIDTH, ...) for the
  * rest of this file and for the trainer, which #includes it */
 #define KERNELS_ISA NATIVE_ISA
+#if defined(__ARM_FEATURE_DOTPROD) && NATIVE_ISA == ISA_NEON
+#define KERNELS_DOTPROD 1
+#else
+#define KERNELS_DOTPROD 0
+#endif
 #define KERNEL(name) name
 #define KERNELS_KEEP
 #include "gpt2_kernels.h"
@@ -1981,7 +2005,11 @@ static bool cpu_has(const char *isa) {
     }
     if (!strcmp(isa, "amx")) return cpu_has("avx512bf16") && AMX_USABLE();
 #endif
-    return !strcmp(isa, "scalar") || !strcmp(isa, "neon");  /* plain C anywhere; NEON only where the build is */
+#if defined(ARM_VARIANTS)
+    if (!strcmp(isa, "neondot")) return getauxval(AT_HWCAP) & HWCAP_ASIMDDP;
+#endif
+    /* plain C anywhere; NEON (with dot products or not) only where the build is */
+    return !strcmp(isa, "scalar") || !strcmp(isa, "neon") || !strcmp(isa, "neondot");
 }
 
 static const Kernels *const kernel_sets[] = {  /* the widest vectors first */
@@ -1998,6 +2026,9 @@ static const Kernels *const kernel_sets[] = {  /* the widest vectors first */
     &kernels_table,
 #elif defined(X86_VARIANTS)
     &kernels_table_avx2,
+#endif
+#if defined(ARM_VARIANTS)
+    &kernels_table_neondot,
 #endif
 #if NATIVE_ISA == ISA_NEON || NATIVE_ISA == ISA_SCALAR
     &kernels_table,
@@ -2034,6 +2065,10 @@ const char *gpt2_kernels_available(void) {
     static const char *const names =  /* (a constant: computed by the preprocessor) */
 #if defined(X86_VARIANTS)
         "amx avx512bf16 avx512 avx2 scalar";
+#elif defined(ARM_VARIANTS)
+        "neondot neon scalar";
+#elif NATIVE_ISA == ISA_NEON && defined(__ARM_FEATURE_DOTPROD)
+        "neondot scalar";
 #elif NATIVE_ISA == ISA_NEON
         "neon scalar";
 #else

@@ -93,7 +93,8 @@ gpt2_pool *gpt2_pool_new(int n_threads, char *err, size_t errlen);
 void gpt2_pool_free(gpt2_pool *pool);
 int gpt2_pool_threads(const gpt2_pool *pool);
 int gpt2_available_cores(void);  /* the cores this process may run on */
-const char *gpt2_kernel_name(void);        /* the kernels this CPU runs best: "avx512", "avx2", "neon", "scalar" */
+/* the kernels this CPU runs best: "amx", "avx512bf16", "avx512", "avx2", "neondot", "neon" or "scalar" */
+const char *gpt2_kernel_name(void);
 const char *gpt2_kernels_available(void);  /* the kernel sets of this build, space-separated */
 /* Bytes of weights a decoding step reads: every matrix once (the token embeddings twice over:
  * one row in, all of them as the LM head), the vectors, a position's row. */

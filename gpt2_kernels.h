@@ -1,11 +1,13 @@
 /* gpt2_kernels.h — the compute kernels, written once over a vector type and compiled by gpt2.c
  * for each instruction set it may run on: the build's own, and on x86-64 also AVX2 and AVX-512
- * (under target pragmas, for one portable binary), and always plain C, the reference the others
- * are tested against. gpt2.c picks the best the CPU has when a context is made.
+ * (under target pragmas, for one portable binary; on 64-bit ARM, NEON with dot products), and
+ * always plain C, the reference the others are tested against. gpt2.c picks the best the CPU
+ * has when a context is made.
  *
- * Before including: KERNELS_ISA (ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON) and KERNEL(name),
- * which names this copy's functions (name##_avx2, ...; plain names for the build's own, which
- * the trainer calls directly). Each copy defines a table, KERNEL(kernels_table).
+ * Before including: KERNELS_ISA (ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON), KERNELS_DOTPROD
+ * (1: NEON's dot-product instructions may be used) and KERNEL(name), which names this copy's
+ * functions (name##_avx2, ...; plain names for the build's own, which the trainer calls
+ * directly). Each copy defines a table, KERNEL(kernels_table).
  *
  * A matmul y[t][o] = b[o] + Σ_i W[o][i]·x[t][i] comes in two shapes. Decoding a position reads
  * every weight once for two FLOPs: a race through memory, so the weights stay in their stored
@@ -67,7 +69,7 @@
 #define vec_load_bf16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
 #define BATCH_ROWS 8
 #define BATCH_VECS 2
-#define KERNELS_NAME "neon"
+#define KERNELS_NAME (KERNELS_DOTPROD ? "neondot" : "neon")
 #else  /* plain C: a "vector" of one float */
 #define VEC_WIDTH 1
 #define vec float
@@ -100,7 +102,7 @@
 /* A batch with q8_0 or q4_0 weights is an integer GEMM on repacked panels where the instruction
  * set multiplies 4 bytes by 4 bytes into 32-bit lanes (AVX-512 VNNI; AVX2's maddubs and madd;
  * NEON's dot products); elsewhere, decoding's tiles a position at a time. */
-#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2 || (KERNELS_ISA == ISA_NEON && defined(__ARM_FEATURE_DOTPROD))
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2 || (KERNELS_ISA == ISA_NEON && KERNELS_DOTPROD)
 #define INT8_PANELS 1
 #else
 #define INT8_PANELS 0
@@ -237,7 +239,7 @@ DOT_TILE(dot_tile_bf16, uint16_t, vec_load_bf16, bf16_to_f32)
 #if KERNELS_ISA == ISA_NEON
 /* acc + the products of 16 signed bytes, a lane summing four */
 static inline int32x4_t KERNEL(dot16)(int32x4_t acc, int8x16_t a, int8x16_t b) {
-#if defined(__ARM_FEATURE_DOTPROD)
+#if KERNELS_DOTPROD
     return vdotq_s32(acc, a, b);
 #else
     int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
@@ -1455,4 +1457,5 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #undef TILE_MAX_VECS
 #endif
 #undef KERNELS_ISA
+#undef KERNELS_DOTPROD
 #undef KERNEL

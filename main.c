@@ -20,7 +20,7 @@
 #include "gpt2.h"
 #include "server.h"
 
-/* GPT2_KERNELS=amx|avx512bf16|avx512|avx2|neon|scalar forces a kernel set (default: the best
+/* GPT2_KERNELS=amx|avx512bf16|avx512|avx2|neondot|neon|scalar forces a kernel set (default: the best
  * this CPU runs), so that every path can be tried on one machine. Read once, in main. */
 static const char *kernels;
 static gpt2_dtype kv_type = GPT2_F32;  /* --kv */
@@ -64,8 +64,8 @@ static void usage(FILE *out) {
         "      --parallel N     generations at once (default 8); twice as many may wait, more get 503\n"
         "      --timeout S      seconds a request may take to arrive (default 10; idle connections 3 times it)\n"
         "\n"
-        "Environment: GPT2_KERNELS=amx|avx512bf16|avx512|avx2|neon|scalar forces a kernel set (default: the best\n"
-        "the CPU has; a build carries those of its architecture).\n"
+        "Environment: GPT2_KERNELS=amx|avx512bf16|avx512|avx2|neondot|neon|scalar forces a kernel set\n"
+        "(default: the best the CPU has; a build carries those of its architecture).\n"
         "\n"
         "Machine-readable modes:\n"
         "      --ids A,B,C      the prompt as token ids instead of text\n"

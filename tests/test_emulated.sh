@@ -47,21 +47,28 @@ step engine $run "$out/test_engine" tests/fixtures/tiny "$build/tiny.bin" tests/
 step api $run "$out/test_api" "$build/tiny.bin" "$out/api"
 # shellcheck disable=SC2086
 [ "$arch" = armhf ] && step badfiles $run "$out/test_badfiles" "$build/tiny.bin" "$out/bad" tests/data/micro-v1.bin
-# (the weight types' kernels are the plain C ones on armhf, which every other run tests too)
+# (the weight types' kernels are the plain C ones on armhf, which every other run tests too; on
+# aarch64 qemu's CPU has the dot-product instructions, so neondot runs beside neon and plain C)
 # shellcheck disable=SC2086
 [ "$arch" = aarch64 ] && step types $run "$out/test_types" tests/fixtures/odd "$build/odd.bin" "$out/types"
-# and built for ARMv8.2 with the dot-product instructions (a Raspberry Pi 5, most ARM servers and
-# phones), whose q8_0 and q4_0 kernels differ
 if [ "$arch" = aarch64 ]; then
-    # the README's cross-compiling command, in a copy of the sources, and its program generating
+    # the README's cross-compiling command, in a copy of the sources, and its program generating on
+    # a core without the dot-product instructions (neon kernels) and on one with them (neondot)
     mkdir -p "$out/cross" && cp -r Makefile ./*.c ./*.h web tools export "$out/cross/" || exit 1
-    if make -s -C "$out/cross" gpt2 CC="$cc" NATIVE=-march=armv8.2-a+dotprod >"$out/cross.log" 2>&1 &&
-        text=$($run -cpu max "$out/cross/gpt2" models/shakespeare.bin "ROMEO:" -n 16 -s 7 -q 2>>"$out/cross.log") &&
-        [ -n "$text" ]; then
-        echo "ok   $arch cross-compiled CLI (make CC=$cc NATIVE=-march=armv8.2-a+dotprod) generates: $(echo "$text" | tr "\n" " ")"
+    if make -s -C "$out/cross" gpt2 CC="$cc" NATIVE= >"$out/cross.log" 2>&1; then
+        for cpu in cortex-a72:neon max:neondot; do
+            # shellcheck disable=SC2086
+            text=$(${run%% *} -cpu "${cpu%%:*}" ${run#* } "$out/cross/gpt2" models/shakespeare.bin "ROMEO:" -n 16 -s 7 2>"$out/cross-stats.log")
+            if [ -n "$text" ] && grep -q "threads, ${cpu#*:} |" "$out/cross-stats.log"; then
+                echo "ok   $arch cross-compiled CLI (make CC=$cc NATIVE=) on $cpu: $(echo "$text" | tr "\n" " ")"
+            else
+                echo "FAIL $arch cross-compiled CLI on $cpu:"; cat "$out/cross-stats.log"; failed=1
+            fi
+        done
     else
-        echo "FAIL $arch cross-compiled CLI:"; tail -n 5 "$out/cross.log"; failed=1
+        echo "FAIL $arch cross-compiling:"; tail -n 5 "$out/cross.log"; failed=1
     fi
+    # the weight types built for ARMv8.2 with dot products (-march: the build's own kernels use them)
     $cc -march=armv8.2-a+dotprod -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O2 -pthread -o "$out/test_types-dotprod" tests/test_types.c -lpthread -lm || exit 1
     # shellcheck disable=SC2086
     step types-dotprod $run -cpu max "$out/test_types-dotprod" tests/fixtures/odd "$build/odd.bin" "$out/types"
