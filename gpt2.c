@@ -1045,13 +1045,15 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * stops at L2 (prefetcht1; PLDL2KEEP on Arm): an L1 prefetch holds one of the core's few L1
  * miss buffers until its line comes from memory, which capped one Zen 4 core at 10-17 GB/s of
  * the 28 it streams; to L2, decoding reached 20-25 GB/s, and the L2 hits it leaves the loads
- * cost little beside that. */
+ * cost little beside that. A Zen 5 core is the other way round: its decoding of q8_0 ran 30-40%
+ * faster with the same prefetches to L1 (f16 and q4_0 5-10%), so to_l1 is chosen by the CPU
+ * (decode_prefetch_to_l1) and is a constant in each copy of the decoding loops. */
 #if defined(__GNUC__)
 #define PREFETCH(p) __builtin_prefetch((p), 0, 3)
-#define PREFETCH_STREAM(p) __builtin_prefetch((p), 0, 2)
+#define PREFETCH_STREAM(p, to_l1) ((to_l1) ? __builtin_prefetch((p), 0, 3) : __builtin_prefetch((p), 0, 2))
 #else
 #define PREFETCH(p) ((void)(p))
-#define PREFETCH_STREAM(p) ((void)(p))
+#define PREFETCH_STREAM(p, to_l1) ((void)(p), (void)(to_l1))
 #endif
 
 #define BATCH_MIN 4          /* from this many positions on, a matmul uses the batched kernel */
@@ -1088,6 +1090,7 @@ typedef struct {
     int8_t *xq;        /* (MATMUL_POSITIONS, n_in rounded up to QBLOCK) */
     float *xd;         /* (MATMUL_POSITIONS, blocks) */
     int32_t *xsum;     /* (MATMUL_POSITIONS, blocks) */
+    bool stream_to_l1; /* where decoding's prefetches go (PREFETCH_STREAM) */
 } MatmulScratch;
 
 typedef struct {
@@ -1106,6 +1109,7 @@ typedef struct {
     int T, n_in, n_out;
     Epilogue epilogue;
     void (*gelu)(float *out, const float *in, size_t n);  /* the kernels' own */
+    bool stream_to_l1;        /* MatmulScratch's */
 } Matmul;
 
 /* The matmul of positions t0 … t0 + n - 1 (of out ⟵ in · wᵀ + bias), T_padded n rounded up to
@@ -1113,7 +1117,8 @@ typedef struct {
 static Matmul matmul_args(const MatmulScratch *s, float *out, const float *in, const Tensor *w, const float *bias, int t0, int n,
                           int width, Epilogue epilogue, void (*gelu)(float *, const float *, size_t)) {
     return (Matmul){out + (size_t)t0 * w->rows, in + (size_t)t0 * w->cols, s->in_t, (n + width - 1) / width * width, w->data,
-                    w->dtype, w->row_bytes, s->w_tiles, s->xq, s->xd, s->xsum, bias, n, w->cols, w->rows, epilogue, gelu};
+                    w->dtype, w->row_bytes, s->w_tiles, s->xq, s->xd, s->xsum, bias, n, w->cols, w->rows, epilogue, gelu,
+                    s->stream_to_l1};
 }
 
 static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
@@ -1123,6 +1128,7 @@ static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in) {
     s->xq = malloc(MATMUL_POSITIONS * nb * QBLOCK);
     s->xd = malloc(MATMUL_POSITIONS * nb * sizeof(float));
     s->xsum = malloc(MATMUL_POSITIONS * nb * sizeof(int32_t));
+    s->stream_to_l1 = false;
     return s->in_t && s->w_tiles && s->xq && s->xd && s->xsum;
 }
 
@@ -1990,6 +1996,21 @@ static bool amx_granted(void) {
 #endif
 #endif
 
+/* Whether decoding's prefetches go to L1 rather than L2 (see PREFETCH_STREAM): on AMD's Zen 5
+ * (family 1Ah) and later, where that was faster; L2 elsewhere (Zen 4 measured, Intel not). */
+static bool decode_prefetch_to_l1(void) {
+#if defined(X86_VARIANTS)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541 || d != 0x69746e65 || c != 0x444d4163) return false;  /* AuthenticAMD */
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    unsigned family = a >> 8 & 0xF;
+    if (family == 0xF) family += a >> 20 & 0xFF;
+    return family >= 0x1A;
+#else
+    return false;
+#endif
+}
+
 /* The kernel sets in order of preference, each with whether this CPU can run it. */
 static bool cpu_has(const char *isa) {
 #if defined(X86_VARIANTS)
@@ -2294,6 +2315,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     ctx->qkv = malloc(3 * s.batch_C * sizeof(float));
     ctx->fc = malloc(4 * s.batch_C * sizeof(float));
     bool scratch = matmul_scratch_init(&ctx->mm, ctx->pool->n_threads, 4 * c->n_embd);
+    ctx->mm.stream_to_l1 = decode_prefetch_to_l1();
     ctx->scores = malloc(s.scores * sizeof(float));
     ctx->logits = malloc(s.logits * sizeof(float));
     if (!ctx->tokens || !ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->attn || !ctx->qkv || !ctx->fc ||

@@ -96,7 +96,9 @@
 /* Weight rows a decoding tile reads side by side: f32 8 (more streams from memory at once:
  * on one core 6-14% faster than 4 on Zen 5, 12-19% on Zen 4), the narrower types 4 (q8_0 and
  * q4_0: 8 was no faster on one Zen 5 core, and slower for q8_0 on two; f16 and bf16: 4 was
- * 9-16% faster than 8 on one Zen 4 core, with the prefetches to L2) */
+ * 9-16% faster than 8 on one Zen 4 core, with the prefetches to L2). Where the prefetches go to
+ * L1 (Zen 5), f16 and bf16 read 8 too: one core then decoded at ~80% of the read the bench
+ * measures, not ~66%. */
 #define DOT_ROWS 8
 #define DOT_ROWS_NARROW 4
 /* A batch with q8_0 or q4_0 weights is an integer GEMM on repacked panels where the instruction
@@ -200,7 +202,7 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
 
 /* `rows` outputs of position t from f32, f16 or bf16 rows (decided at compile time by LOAD). */
 #define DOT_TILE(NAME, TYPE, LOAD, ONE)                                                                       \
-    static ALWAYS_INLINE void KERNEL(NAME)(const Matmul *m, int o, int t, const int rows) {                  \
+    static ALWAYS_INLINE void KERNEL(NAME)(const Matmul *m, int o, int t, const int rows, const bool to_l1) { \
         const int n = m->n_in, nv = n - n % VEC_WIDTH;                                                        \
         const size_t ws = m->row_bytes / sizeof(TYPE), ahead = prefetch_ahead(m->row_bytes, rows);            \
         const TYPE *w = (const TYPE *)m->w + (size_t)o * ws;                                                  \
@@ -210,7 +212,7 @@ static ALWAYS_INLINE void KERNEL(gemm_tile)(float *tile, size_t tile_stride, con
         const int line = DOT_PREFETCH_ELEMS(TYPE), nl = n - n % line;                                         \
         int i = 0;                                                                                            \
         for (; i < nl; i += line) {                                                                           \
-            for (int r = 0; r < rows; r++) PREFETCH_STREAM((const uint8_t *)(w + r * ws + i) + ahead);        \
+            for (int r = 0; r < rows; r++) PREFETCH_STREAM((const uint8_t *)(w + r * ws + i) + ahead, to_l1); \
             for (int j = i; j < i + line; j += VEC_WIDTH) {                                                   \
                 vec xv = vec_load(x + j);                                                                     \
                 for (int r = 0; r < rows; r++) acc[r] = vec_fma(LOAD(w + r * ws + j), xv, acc[r]);            \
@@ -292,7 +294,7 @@ static inline __mmask64 KERNEL(first_bytes)(int n) {  /* a load's mask for n of 
     const __m512i less = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_maskz_loadu_epi32(in_group, xsum + g), log2_offset)); \
     __m512 scale[DOT_ROWS];                                                                                              \
     for (int r = 0; r < rows; r++) {                                                                                     \
-        PREFETCH_STREAM(w + r * ws + (quants) + 2 * (size_t)g + ahead);                                                  \
+        PREFETCH_STREAM(w + r * ws + (quants) + 2 * (size_t)g + ahead, to_l1);                                           \
         scale[r] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(in_group, w + r * ws + (quants) + 2 * (size_t)g)), dx); \
     }
 /* q8_0: two blocks per 512-bit vector, their products by vpdpbusd (unsigned weights: flipped to
@@ -302,7 +304,7 @@ static inline __mmask64 KERNEL(first_bytes)(int n) {  /* a load's mask for n of 
  * bytes read ahead are prefetched at their first and last byte: rows of 34·nb bytes (q4_0:
  * 18·nb) leave them astride two cache lines, and asking for both at once made decoding 5-6%
  * faster on Zen 4, one thread or two (q4_0: 4%). */
-static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, const int rows) {
+static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, const int rows, const bool to_l1) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * QBLOCK, ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
@@ -323,7 +325,8 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q8)(const Matmul *m, int o, int t, co
             const __m512i start = _mm512_maskz_permutexvar_epi32(0x0101, index, less);  /* in each block's first lane */
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * QBLOCK;
-                PREFETCH_STREAM(row + ahead), PREFETCH_STREAM(row + ahead + 63);
+                PREFETCH_STREAM(row + ahead, to_l1);
+                if (!to_l1) PREFETCH_STREAM(row + ahead + 63, false);
                 const __m512i q = _mm512_xor_si512(_mm512_maskz_loadu_epi8(in_pair, row), flip);
                 const __m512i sums = _mm512_dpbusd_epi32(start, q, x);
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_permutexvar_ps(index, scale[r]), acc[r]);
@@ -354,7 +357,7 @@ static void KERNEL(q4_order)(int8_t *xq, int nb) {
  * conversion and one multiply-add per four blocks, not per two, and no permute of the weights:
  * on one Zen 4 core a matmul in L2 ran 32-39% faster than with two blocks a vector (the
  * nibbles spread by a permute), and decoding ~4% (its LM head is q8_0). */
-static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, const int rows) {
+static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, const int rows, const bool to_l1) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (QBLOCK / 2), ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
@@ -376,7 +379,8 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, co
             const __m512i start = _mm512_maskz_permutexvar_epi32(0x1111, index, less);  /* in each block's first lane */
             for (int r = 0; r < rows; r++) {
                 const uint8_t *row = w + r * ws + (size_t)b * (QBLOCK / 2);
-                PREFETCH_STREAM(row + ahead), PREFETCH_STREAM(row + ahead + 63);
+                PREFETCH_STREAM(row + ahead, to_l1);
+                if (!to_l1) PREFETCH_STREAM(row + ahead + 63, false);
                 const __m512i packed = _mm512_maskz_loadu_epi8(halves, row);
                 __m512i sums = _mm512_dpbusd_epi32(start, _mm512_and_si512(packed, low), x_first);
                 sums = _mm512_dpbusd_epi32(sums, _mm512_and_si512(_mm512_srli_epi16(packed, 4), low), x_second);
@@ -387,9 +391,9 @@ static ALWAYS_INLINE void KERNEL(qdot_tile_q4)(const Matmul *m, int o, int t, co
     for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, _mm512_reduce_add_ps(acc[r]));
 }
 #undef QDOT_GROUP
-static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
-    if (q4) KERNEL(qdot_tile_q4)(m, o, t, rows);
-    else KERNEL(qdot_tile_q8)(m, o, t, rows);
+static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4, const bool to_l1) {
+    if (q4) KERNEL(qdot_tile_q4)(m, o, t, rows, to_l1);
+    else KERNEL(qdot_tile_q8)(m, o, t, rows, to_l1);
 }
 #elif KERNELS_ISA == ISA_AVX2
 /* A position's quantized activations for q4_0 rows: each pair of blocks as the first halves of
@@ -422,7 +426,7 @@ static inline __m256 KERNEL(load_scales)(const uint8_t *h, int n) {
  * sum. On one Zen 4 core (forced to AVX2) decoding q4_0 went from 116 to 214 tokens/s, and
  * q8_0 from 94 to 165, against a block at a time with its scale converted and broadcast from a
  * general register. */
-static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
+static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4, const bool to_l1) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK), ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
@@ -438,7 +442,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
         const __m256 dx = _mm256_maskload_ps(xd + g, in_group);
         __m256 scale[DOT_ROWS];
         for (int r = 0; r < rows; r++) {
-            PREFETCH_STREAM(w + r * ws + quants + 2 * (size_t)g + ahead);
+            PREFETCH_STREAM(w + r * ws + quants + 2 * (size_t)g + ahead, to_l1);
             scale[r] = _mm256_mul_ps(KERNEL(load_scales)(w + r * ws + quants + 2 * (size_t)g, n), dx);
         }
         if (q4) {
@@ -451,7 +455,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
                 const __m256i start = _mm256_blend_epi32(_mm256_setzero_si256(), _mm256_permutevar8x32_epi32(less, index), 0x11);
                 for (int r = 0; r < rows; r++) {
                     const uint8_t *row = w + r * ws + (size_t)b * (QBLOCK / 2);
-                    PREFETCH_STREAM(row + ahead);
+                    PREFETCH_STREAM(row + ahead, to_l1);
                     const __m256i packed = KERNEL(load_bytes)(row, half);
                     const __m256i products = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(packed, low), x_first),  /* ≤ 4·15·127 */
                                                               _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(packed, 4), low), x_second));
@@ -465,7 +469,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
                 const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(g + j) * QBLOCK)), x_abs = _mm256_abs_epi8(x);
                 for (int r = 0; r < rows; r++) {
                     const uint8_t *row = w + r * ws + (size_t)(g + j) * QBLOCK;
-                    PREFETCH_STREAM(row + ahead);
+                    PREFETCH_STREAM(row + ahead, to_l1);
                     const __m256i products = _mm256_maddubs_epi16(x_abs, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)row), x));
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(products, pairs)), _mm256_permutevar8x32_ps(scale[r], index), acc[r]);
                 }
@@ -491,7 +495,7 @@ static inline float32x4_t KERNEL(load_scales)(const uint8_t *h, int n) {  /* n �
 }
 /* Blocks [g, g + n) of `rows` rows from w (ws apart) into acc; n = 4 but in a row's last group */
 static ALWAYS_INLINE void KERNEL(qdot_group)(float32x4_t *acc, const uint8_t *w, size_t ws, size_t quants, size_t ahead, const int rows,
-                                             const bool q4, const int8_t *xq, const float *xd, const int32_t *xsum, int g, const int n) {
+                                             const bool q4, const bool to_l1, const int8_t *xq, const float *xd, const int32_t *xsum, int g, const int n) {
     const int block_bytes = q4 ? QBLOCK / 2 : QBLOCK;
     float dx_short[4] = {0};
     if (n < 4) memcpy(dx_short, xd + g, sizeof(float) * (size_t)n);
@@ -501,9 +505,9 @@ static ALWAYS_INLINE void KERNEL(qdot_group)(float32x4_t *acc, const uint8_t *w,
     const int8_t *x = xq + (size_t)g * QBLOCK;
     for (int r = 0; r < rows; r++) {
         const uint8_t *row = w + r * ws, *q = row + (size_t)g * block_bytes, *h = row + quants + 2 * (size_t)g;
-        for (int k = 0; k < 4 * block_bytes; k += 64) PREFETCH_STREAM(q + ahead + k);
-        PREFETCH_STREAM(q + ahead + 4 * block_bytes - 1);  /* (rows are not whole cache lines) */
-        PREFETCH_STREAM(h + ahead);
+        for (int k = 0; k < 4 * block_bytes; k += 64) PREFETCH_STREAM(q + ahead + k, to_l1);
+        PREFETCH_STREAM(q + ahead + 4 * block_bytes - 1, to_l1);  /* (rows are not whole cache lines) */
+        PREFETCH_STREAM(h + ahead, to_l1);
         const float32x4_t scale = vmulq_f32(n == 4 ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)h))) : KERNEL(load_scales)(h, n), dx);
 #define BLOCK(j) \
     if (j < n) acc[r] = vfmaq_laneq_f32(acc[r], vcvtq_f32_s32(KERNEL(dot_block)(start[j], q + j * block_bytes, x + j * QBLOCK, q4)), scale, j)
@@ -514,7 +518,7 @@ static ALWAYS_INLINE void KERNEL(qdot_group)(float32x4_t *acc, const uint8_t *w,
 #undef BLOCK
     }
 }
-static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
+static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4, const bool to_l1) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK), ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
@@ -524,12 +528,12 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     float32x4_t acc[DOT_ROWS];
     for (int r = 0; r < rows; r++) acc[r] = vdupq_n_f32(0.0f);
     int g = 0;
-    for (; g + 4 <= nb; g += 4) KERNEL(qdot_group)(acc, w, ws, quants, ahead, rows, q4, xq, xd, xsum, g, 4);
-    if (g < nb) KERNEL(qdot_group)(acc, w, ws, quants, ahead, rows, q4, xq, xd, xsum, g, nb - g);
+    for (; g + 4 <= nb; g += 4) KERNEL(qdot_group)(acc, w, ws, quants, ahead, rows, q4, to_l1, xq, xd, xsum, g, 4);
+    if (g < nb) KERNEL(qdot_group)(acc, w, ws, quants, ahead, rows, q4, to_l1, xq, xd, xsum, g, nb - g);
     for (int r = 0; r < rows; r++) matmul_store(m, o + r, t, vaddvq_f32(acc[r]));
 }
 #else
-static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4) {
+static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const int rows, const bool q4, const bool to_l1) {
     const int nb = (m->n_in + QBLOCK - 1) / QBLOCK;
     const size_t ws = m->row_bytes, quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK), ahead = prefetch_ahead(ws, rows);
     const uint8_t *w = (const uint8_t *)m->w + (size_t)o * ws;
@@ -540,7 +544,7 @@ static ALWAYS_INLINE void KERNEL(qdot_tile)(const Matmul *m, int o, int t, const
     for (int b = 0; b < nb; b++) {
         for (int r = 0; r < rows; r++) {
             const uint8_t *row = w + r * ws;
-            PREFETCH_STREAM(row + ahead + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK));
+            PREFETCH_STREAM(row + ahead + (size_t)b * (q4 ? QBLOCK / 2 : QBLOCK), to_l1);
             uint16_t d16;
             memcpy(&d16, row + quants + 2 * (size_t)b, 2);
             const float scale = f16_to_f32(d16) * xd[b];
@@ -557,19 +561,23 @@ static void KERNEL(matmul_dot_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     (void)thread;
     int o = begin;
-#define ROWS(R)                                                                        \
+#define ROWS(R, L1)                                                                    \
     for (int t = 0; t < m->T; t++) switch (m->dtype) {                                 \
-        case GPT2_F32: KERNEL(dot_tile_f32)(m, o, t, R); break;                        \
-        case GPT2_F16: KERNEL(dot_tile_f16)(m, o, t, R); break;                        \
-        case GPT2_BF16: KERNEL(dot_tile_bf16)(m, o, t, R); break;                      \
-        case GPT2_Q8_0: KERNEL(qdot_tile)(m, o, t, R, false); break;                   \
-        case GPT2_Q4_0: KERNEL(qdot_tile)(m, o, t, R, true); break;                    \
+        case GPT2_F32: KERNEL(dot_tile_f32)(m, o, t, R, L1); break;                    \
+        case GPT2_F16: KERNEL(dot_tile_f16)(m, o, t, R, L1); break;                    \
+        case GPT2_BF16: KERNEL(dot_tile_bf16)(m, o, t, R, L1); break;                  \
+        case GPT2_Q8_0: KERNEL(qdot_tile)(m, o, t, R, false, L1); break;               \
+        case GPT2_Q4_0: KERNEL(qdot_tile)(m, o, t, R, true, L1); break;                \
         }
-    if (m->dtype == GPT2_F32)
-        for (; o + DOT_ROWS <= end; o += DOT_ROWS) ROWS(DOT_ROWS)
-    else
-        for (; o + DOT_ROWS_NARROW <= end; o += DOT_ROWS_NARROW) ROWS(DOT_ROWS_NARROW)
-    for (; o < end; o++) ROWS(1)
+#define TILES(L1)                                                                      \
+    if (m->dtype == GPT2_F32 || (L1 && m->dtype != GPT2_Q8_0 && m->dtype != GPT2_Q4_0)) \
+        for (; o + DOT_ROWS <= end; o += DOT_ROWS) ROWS(DOT_ROWS, L1)                  \
+    else                                                                               \
+        for (; o + DOT_ROWS_NARROW <= end; o += DOT_ROWS_NARROW) ROWS(DOT_ROWS_NARROW, L1) \
+    for (; o < end; o++) ROWS(1, L1)
+    if (m->stream_to_l1) { TILES(true) }  /* (each hint a constant in its own copy of the loops) */
+    else { TILES(false) }
+#undef TILES
 #undef ROWS
     matmul_finish(m, begin, end);
 }
@@ -1271,7 +1279,7 @@ static ALWAYS_INLINE void KERNEL(attention_tile)(float *const out[], const float
         if (prefetch)
             for (int r = 0; r < 2; r++)
                 for (size_t o = (size_t)k * prefetch->step; o < (size_t)(k + 1) * prefetch->step && o < prefetch->bytes[r]; o += 64)
-                    PREFETCH_STREAM(prefetch->at[r] + o);
+                    PREFETCH_STREAM(prefetch->at[r] + o, false);
         for (int g = 0; g < G; g++) {
             const vec ak = vec_set1(a[g][k]);
             for (int v = 0; v < vecs; v++) acc[g * vecs + v] = vec_fma(ak, b[v], acc[g * vecs + v]);
