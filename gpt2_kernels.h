@@ -575,8 +575,11 @@ static void KERNEL(matmul_dot_task)(void *arg, int begin, int end, int thread) {
     else                                                                               \
         for (; o + DOT_ROWS_NARROW <= end; o += DOT_ROWS_NARROW) ROWS(DOT_ROWS_NARROW, L1) \
     for (; o < end; o++) ROWS(1, L1)
-    if (m->stream_to_l1) { TILES(true) }  /* (each hint a constant in its own copy of the loops) */
-    else { TILES(false) }
+#if KERNELS_ISA == ISA_AVX512  /* (the hint a constant in each copy of the loops; L1 is for Zen 5) */
+    if (m->stream_to_l1) { TILES(true) }
+    else
+#endif
+    { TILES(false) }
 #undef TILES
 #undef ROWS
     matmul_finish(m, begin, end);
