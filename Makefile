@@ -20,6 +20,10 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -pthread
 SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 ENGINE = gpt2.c gpt2.h gpt2_kernels.h tokenizer.c tokenizer_unicode.h
+# Builds of the engine for tests of what runs no kernels (the tokenizer, the sampler, the
+# converter, request parsing): plain C alone, not every kernel set (a quarter of the compile,
+# which is most of what `make test` spends)
+PLAIN_C = -DGPT2_SCALAR
 
 .PHONY: all test test-all bench bench-engine bench-train clean
 all: gpt2 export/convert train_gpt2
@@ -27,8 +31,11 @@ all: gpt2 export/convert train_gpt2
 # the command-line program: main.c, the server (server.c, with web/index.html compiled in) and
 # the engine
 CLI = main.c server.c server.h export/json.h build/page.h
-gpt2: $(CLI) $(ENGINE)
-	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
+gpt2: $(CLI) build/gpt2.o
+	$(CC) $(ALL_CFLAGS) -Ibuild -o $@ main.c server.c build/gpt2.o $(LDLIBS)
+# the engine, compiled once for the programs that link it
+build/gpt2.o: $(ENGINE) | build
+	$(CC) $(ALL_CFLAGS) -c -o $@ gpt2.c
 build/page.h: web/index.html build/embed_file | build
 	build/embed_file web/index.html page_html >$@
 build/embed_file: tools/embed_file.c | build
@@ -38,8 +45,8 @@ build/embed_file: tools/embed_file.c | build
 train_gpt2: train_gpt2.c $(ENGINE)
 	$(CC) $(ALL_CFLAGS) -o $@ train_gpt2.c $(LDLIBS)
 
-export/convert: export/convert.c $(ENGINE)
-	$(CC) $(ALL_CFLAGS) -o $@ export/convert.c gpt2.c $(LDLIBS)
+export/convert: export/convert.c build/gpt2.o
+	$(CC) $(ALL_CFLAGS) -o $@ export/convert.c build/gpt2.o $(LDLIBS)
 
 build:
 	mkdir -p build
@@ -74,8 +81,8 @@ build/gpt2-san: $(CLI) $(ENGINE) | build
 # valgrind does not decode AVX-512: its builds use AVX2 at most
 build/gpt2-valgrind: $(CLI) $(ENGINE) | build
 	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
-build/embed: tests/embed.c $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/embed.c gpt2.c $(LDLIBS)
+build/embed: tests/embed.c build/gpt2.o
+	$(CC) $(ALL_CFLAGS) -o $@ tests/embed.c build/gpt2.o $(LDLIBS)
 
 test-engine: build/test_engine build/test_engine-san build/tiny.bin build/odd.bin
 	build/test_engine $(REFERENCES)
@@ -116,13 +123,13 @@ test-badfiles: build/test_badfiles-san build/tiny.bin
 test-fuzz-loader: | build
 	tests/fuzz.sh loader $(FUZZ_SECONDS)
 
+build/test_sampling-san: tests/test_sampling.c $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(PLAIN_C) -pthread -o $@ $< $(LDLIBS)
 test-sampling: build/test_sampling-san build/tiny.bin
 	build/test_sampling-san build/tiny.bin
 
 # the library's interface (tests/test_api.c); and the library calls nothing that is not
 # thread-safe (strerror shares a buffer between threads: the engine uses strerror_r)
-build/gpt2.o: $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -c -o $@ gpt2.c
 test-api: build/test_api build/test_api-san build/gpt2.o build/tiny.bin
 	mkdir -p build/api
 	build/test_api build/tiny.bin build/api
@@ -168,7 +175,7 @@ LIBGPT2 = build/libgpt2.a build/$(SONAME) build/gpt2.pc
 .PHONY: lib install uninstall static static-aarch64 FORCE
 lib: $(LIBGPT2)
 
-# build/gpt2.o: the engine as one object (rule above, with test-api)
+# build/gpt2.o: the engine as one object (its rule is at the top)
 build/libgpt2.a: build/gpt2.o
 	rm -f $@ && $(AR) rcs $@ build/gpt2.o
 build/gpt2-pic.o: $(ENGINE) | build
@@ -304,8 +311,8 @@ build/test_train-san: tests/test_train.c train_gpt2.c export/json.h $(ENGINE) | 
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
 build/train_gpt2-valgrind: train_gpt2.c $(ENGINE) | build
 	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ train_gpt2.c $(LDLIBS)
-build/ppl_reference: tests/ppl_reference.c $(ENGINE) | build
-	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ tests/ppl_reference.c gpt2.c $(LDLIBS)
+build/ppl_reference: tests/ppl_reference.c build/gpt2.o
+	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ tests/ppl_reference.c build/gpt2.o $(LDLIBS)
 
 test-train: build/test_train build/test_train-san build/tiny.bin
 	mkdir -p build/train
@@ -355,14 +362,14 @@ CONVERT_TEST_CFLAGS = $(WARN) -O2 -g -pthread
 .PHONY: $(CONVERT_TESTS)
 export/convert: export/json.h
 build/convert-san: export/convert.c export/json.h $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) -pthread -o $@ export/convert.c gpt2.c $(LDLIBS)
-build/check_convert: tests/check_convert.c export/json.h $(ENGINE) | build
-	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/check_convert.c gpt2.c $(LDLIBS)
+	$(CC) $(WARN) $(SAN) $(PLAIN_C) -pthread -o $@ export/convert.c gpt2.c $(LDLIBS)
+build/check_convert: tests/check_convert.c export/json.h build/gpt2.o
+	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/check_convert.c build/gpt2.o $(LDLIBS)
 build/make_hf_variant: tests/make_hf_variant.c export/json.h | build
 	$(CC) $(CONVERT_TEST_CFLAGS) -o $@ tests/make_hf_variant.c $(LDLIBS)
 # valgrind does not decode AVX-512 (no -march=native here), nor, before 3.20, clang's default DWARF 5
 build/convert-valgrind: export/convert.c export/json.h $(ENGINE) | build
-	$(CC) $(WARN) -O1 -gdwarf-4 -pthread -o $@ export/convert.c gpt2.c $(LDLIBS)
+	$(CC) $(WARN) -O1 -gdwarf-4 -pthread $(PLAIN_C) -o $@ export/convert.c gpt2.c $(LDLIBS)
 build/test_json: tests/test_json.c export/json.h | build
 	$(CC) $(WARN) $(SAN) -o $@ tests/test_json.c
 build/http_server: tests/http_server.c | build
@@ -412,10 +419,12 @@ UNICODE_DATA ?= /usr/share/unicode
 
 build/test_tokenizer build/test_tokenizer-san build/test_tokenizer-valgrind: tests/tokenizer/valid_utf8.h
 build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -o $@ tests/test_tokenizer.c $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(PLAIN_C) -o $@ tests/test_tokenizer.c $(LDLIBS)
+build/test_tokenizer-san: tests/test_tokenizer.c $(ENGINE) | build
+	$(CC) $(WARN) $(SAN) $(PLAIN_C) -pthread -o $@ tests/test_tokenizer.c $(LDLIBS)
 # valgrind does not decode AVX-512: AVX2 at most
 build/test_tokenizer-valgrind: tests/test_tokenizer.c $(ENGINE) | build
-	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) -o $@ tests/test_tokenizer.c $(LDLIBS)
+	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) $(PLAIN_C) -o $@ tests/test_tokenizer.c $(LDLIBS)
 build/gen_unicode: tools/gen_unicode.c | build
 	$(HOSTCC) $(WARN) -O2 -o $@ tools/gen_unicode.c
 
@@ -469,8 +478,8 @@ bench-tokenizer: build/test_tokenizer build/tiny.bin
 # what the engine reports, its quoted perplexities are what --ppl measures (tests/test_walkthrough.sh)
 DOC_TESTS = test-walkthrough
 .PHONY: $(DOC_TESTS)
-build/walkthrough_numbers: tests/walkthrough_numbers.c $(ENGINE) | build
-	$(CC) $(TEST_CFLAGS) -o $@ tests/walkthrough_numbers.c gpt2.c $(LDLIBS)
+build/walkthrough_numbers: tests/walkthrough_numbers.c build/gpt2.o
+	$(CC) $(TEST_CFLAGS) -o $@ tests/walkthrough_numbers.c build/gpt2.o $(LDLIBS)
 test-walkthrough: build/walkthrough_numbers gpt2 export/convert build/page.h
 	CC="$(CC)" tests/test_walkthrough.sh build
 
@@ -494,8 +503,8 @@ bench-engine: gpt2 build/gpt2-124M.bin
 bench-sizes: gpt2 export/convert build/random_model build/tiny.bin
 	tools/sizes.sh build/sizes build/tiny.bin $(SIZES)
 .PHONY: bench-sizes
-build/random_model: tools/random_model.c $(ENGINE) | build
-	$(CC) $(ALL_CFLAGS) -o $@ tools/random_model.c gpt2.c $(LDLIBS)
+build/random_model: tools/random_model.c build/gpt2.o
+	$(CC) $(ALL_CFLAGS) -o $@ tools/random_model.c build/gpt2.o $(LDLIBS)
 build/gpt2-124M.bin: build/random_model build/tiny.bin
 	build/random_model $@ build/tiny.bin 12 12 768 1024
 

@@ -21,7 +21,11 @@ fi
 # #include gpt2.c)
 sources="tests/fuzz_$name.c"
 if [ "$name" = convert ]; then sources="$sources gpt2.c"; fi
-"$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread -Ibuild \
+# the parsers' targets run no kernels: the engine with plain C alone (GPT2_SCALAR) builds in a
+# quarter of the time; the loader's runs what it loads, with every kernel set
+plain=
+if [ "$name" != loader ]; then plain=-DGPT2_SCALAR; fi
+"$cc" -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O1 -g -pthread -Ibuild $plain \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -o "build/fuzz_$name" $sources -lpthread -lm
 log=build/fuzz_$name.log
