@@ -66,7 +66,8 @@ fuzz:
 # damaged files, sampling and the CLI under ASan/UBSan; the embedding example as its own
 # translation unit; and, when valgrind is installed, a leak check of the CLI and the example.
 REFERENCES = tests/fixtures/tiny build/tiny.bin tests/fixtures/odd build/odd.bin
-TEST_CFLAGS = $(WARN) -O2 -g -pthread
+# the test programs at -O3, as the programs: the level users run
+TEST_CFLAGS = $(WARN) -O3 -g -pthread
 ENGINE_TESTS = test-engine test-engine-kernels test-types test-badfiles test-fuzz-loader test-sampling test-api test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 

@@ -4,12 +4,12 @@
 # line's, the server's, the trainer's command line's and the converter's suites; the test
 # programs (the forward pass against the references with every kernel set, every weight type,
 # the sampler, the library's interface, the trainer against nanoGPT, the tokenizer against
-# tiktoken). `make` and `make test` already build and test the programs with gcc -O3 and the
-# test programs with gcc -O2. This builds the programs at the other levels and the test programs
-# at -O3, and runs the test programs built by gcc -O3 and everything built by clang -O3: -O2 adds
-# warnings of its own (in the engine and programs, built here by both compilers) but little a run
-# at -O3 does not find; running it too doubled this test's time, and clang's test programs at
-# -O2 were 6 more builds of the engine. A compiler that is not installed is skipped.
+# tiktoken). `make` and `make test` already build and test the programs and the test programs
+# with gcc -O3. This builds the programs with gcc -O2 and everything with clang at -O2 (the
+# programs) and -O3, and runs everything clang -O3 built: -O2 adds warnings of its own (in the
+# engine and programs, built here by both compilers) but little a run at -O3 does not find;
+# running it too doubled this test's time, and test programs at -O2 were 6 more builds of the
+# engine each. A compiler that is not installed is skipped.
 #
 #   tests/test_compilers.sh BUILD_DIR "TARGET_FLAGS" REFERENCES...
 # BUILD_DIR holds bad/ (test-badfiles), test_server, make_hf_variant and check_convert.
@@ -47,8 +47,8 @@ for cc in gcc clang; do
     fi
     for opt in -O2 -O3; do
         programs=yes run_tests=yes run=yes
-        [ "$cc $opt" = "gcc -O3" ] && programs=no    # `make` builds them so
-        [ "$opt" = -O2 ] && run_tests=no             # (gcc's: `make test` builds them so)
+        [ "$cc $opt" = "gcc -O3" ] && continue       # `make` and `make test` build everything so
+        [ "$opt" = -O2 ] && run_tests=no
         [ "$opt" = -O2 ] && run=no                   # built, warning-free, not run
         dir=$build/compilers/$cc$opt
         rm -rf "$dir" && mkdir -p "$dir/types" "$dir/api" "$dir/train" "$dir/server"
