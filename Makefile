@@ -22,8 +22,9 @@ SAN = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 ENGINE = gpt2.c gpt2.h gpt2_kernels.h tokenizer.c tokenizer_unicode.h
 # Builds of the engine for tests of what runs no kernels (the tokenizer, the sampler, the
 # converter, request parsing): plain C alone, not every kernel set (a quarter of the compile,
-# which is most of what `make test` spends)
+# which is most of what `make test` spends); KERNEL_SETS, empty but for them, goes into build/%-san
 PLAIN_C = -DGPT2_SCALAR
+KERNEL_SETS =
 
 .PHONY: all test test-all bench bench-engine bench-train clean
 all: gpt2 export/convert train_gpt2
@@ -76,7 +77,7 @@ build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
 build/test_engine-portable: tests/test_engine.c export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
 build/%-san: tests/%.c $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -o $@ $< $(LDLIBS)
+	$(CC) $(WARN) $(SAN) $(NATIVE) $(KERNEL_SETS) -pthread -o $@ $< $(LDLIBS)
 build/gpt2-san: $(CLI) $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
 # valgrind does not decode AVX-512: its builds use AVX2 at most
@@ -124,8 +125,7 @@ test-badfiles: build/test_badfiles-san build/tiny.bin
 test-fuzz-loader: | build
 	tests/fuzz.sh loader $(FUZZ_SECONDS)
 
-build/test_sampling-san: tests/test_sampling.c $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) $(PLAIN_C) -pthread -o $@ $< $(LDLIBS)
+build/test_sampling-san: KERNEL_SETS = $(PLAIN_C)
 test-sampling: build/test_sampling-san build/tiny.bin
 	build/test_sampling-san build/tiny.bin
 
@@ -421,8 +421,7 @@ UNICODE_DATA ?= /usr/share/unicode
 build/test_tokenizer build/test_tokenizer-san build/test_tokenizer-valgrind: tests/tokenizer/valid_utf8.h
 build/test_tokenizer: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(ALL_CFLAGS) $(PLAIN_C) -o $@ tests/test_tokenizer.c $(LDLIBS)
-build/test_tokenizer-san: tests/test_tokenizer.c $(ENGINE) | build
-	$(CC) $(WARN) $(SAN) $(PLAIN_C) -pthread -o $@ tests/test_tokenizer.c $(LDLIBS)
+build/test_tokenizer-san: KERNEL_SETS = $(PLAIN_C)
 # valgrind does not decode AVX-512: AVX2 at most
 build/test_tokenizer-valgrind: tests/test_tokenizer.c $(ENGINE) | build
 	$(CC) $(WARN) -O2 -g -gdwarf-4 -pthread $(if $(findstring avx2,$(shell grep -m1 -o -w avx2 /proc/cpuinfo 2>/dev/null)),-mavx2 -mfma) $(PLAIN_C) -o $@ tests/test_tokenizer.c $(LDLIBS)

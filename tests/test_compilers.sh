@@ -46,21 +46,18 @@ for cc in gcc clang; do
         continue
     fi
     for opt in -O2 -O3; do
-        programs=yes run_tests=yes run=yes
-        [ "$cc $opt" = "gcc -O3" ] && continue       # `make` and `make test` build everything so
-        [ "$opt" = -O2 ] && run_tests=no
-        [ "$opt" = -O2 ] && run=no                   # built, warning-free, not run
+        [ "$cc $opt" = "gcc -O3" ] && continue  # `make` and `make test` build everything so
+        full=yes                                # -O3: the test programs too, and everything run
+        [ "$opt" = -O2 ] && full=no             # -O2: the programs, built warning-free, not run
         dir=$build/compilers/$cc$opt
         rm -rf "$dir" && mkdir -p "$dir/types" "$dir/api" "$dir/train" "$dir/server"
         flags="$warn $opt $target -pthread"
         # one line per compilation, run $jobs at a time
         {
-            if [ $programs = yes ]; then
-                for src in main.c server.c gpt2.c train_gpt2.c export/convert.c; do
-                    echo "$cc $flags -I$build -c -o $dir/$(basename "$src" .c).o $src"
-                done
-            fi
-            if [ $run_tests = yes ]; then
+            for src in main.c server.c gpt2.c train_gpt2.c export/convert.c; do
+                echo "$cc $flags -I$build -c -o $dir/$(basename "$src" .c).o $src"
+            done
+            if [ $full = yes ]; then
                 for t in $tests; do
                     plain=  # (as make test builds them: the tokenizer's and the sampler's tests run no kernels)
                     case $t in test_tokenizer | test_sampling) plain=-DGPT2_SCALAR ;; esac
@@ -69,27 +66,23 @@ for cc in gcc clang; do
             fi
         } >"$dir/commands"
         if ! xargs -P "$jobs" -I{} sh -c '{} 2>>'"$dir/build.log" <"$dir/commands" ||
-           { [ $programs = yes ] && ! { $cc -pthread -o "$dir/gpt2" "$dir/main.o" "$dir/server.o" "$dir/gpt2.o" -lpthread -lm &&
-                                        $cc -pthread -o "$dir/train_gpt2" "$dir/train_gpt2.o" -lpthread -lm &&
-                                        $cc -pthread -o "$dir/convert" "$dir/convert.o" "$dir/gpt2.o" -lpthread -lm; } 2>>"$dir/build.log"; }; then
+           ! { $cc -pthread -o "$dir/gpt2" "$dir/main.o" "$dir/server.o" "$dir/gpt2.o" -lpthread -lm &&
+               $cc -pthread -o "$dir/train_gpt2" "$dir/train_gpt2.o" -lpthread -lm &&
+               $cc -pthread -o "$dir/convert" "$dir/convert.o" "$dir/gpt2.o" -lpthread -lm; } 2>>"$dir/build.log"; then
             echo "FAIL: $cc $opt does not build:"; head -30 "$dir/build.log"
             status=1
             continue
         fi
-        if [ $run = no ]; then
+        if [ $full = no ]; then
             done_configs="$done_configs built $cc $opt;"
             continue
         fi
-        if [ $programs = yes ]; then
-            run test_cli tests/test_cli.sh "$dir/gpt2" "$tiny" "$build/bad"
-            run test_server "$build/test_server" "$dir/gpt2" "$tiny" "$dir/server"
-            run test_train_cli tests/test_train_cli.sh "$dir/train_gpt2" "$dir/gpt2" "$tiny" "$build/bad/magic.bin"
-            cp "$dir/convert" "$dir/convert-again"  # the script runs each case with two binaries and compares
-            run test_convert env CONVERT="$dir/convert" CONVERT_SAN="$dir/convert-again" CHECK_CONVERT="$build/check_convert" \
-                CONVERT_OUT="$dir/convert-out" tests/test_convert.sh "$build/compilers/hf" tests/fixtures/tiny/model "$tiny"
-            done_configs="$done_configs programs $cc $opt;"
-        fi
-        [ $run_tests = yes ] || continue
+        run test_cli tests/test_cli.sh "$dir/gpt2" "$tiny" "$build/bad"
+        run test_server "$build/test_server" "$dir/gpt2" "$tiny" "$dir/server"
+        run test_train_cli tests/test_train_cli.sh "$dir/train_gpt2" "$dir/gpt2" "$tiny" "$build/bad/magic.bin"
+        cp "$dir/convert" "$dir/convert-again"  # the script runs each case with two binaries and compares
+        run test_convert env CONVERT="$dir/convert" CONVERT_SAN="$dir/convert-again" CHECK_CONVERT="$build/check_convert" \
+            CONVERT_OUT="$dir/convert-out" tests/test_convert.sh "$build/compilers/hf" tests/fixtures/tiny/model "$tiny"
         # shellcheck disable=SC2086
         run test_engine "$dir/test_engine" $references
         # shellcheck disable=SC2086
@@ -98,7 +91,7 @@ for cc in gcc clang; do
         run test_api "$dir/test_api" "$tiny" "$dir/api"
         run test_tokenizer "$dir/test_tokenizer" "$tiny" tests/tokenizer/cases.txt
         run test_train "$dir/test_train" tests/fixtures/tiny/train "$tiny" "$dir/train" tests/tokenizer/unicode_text.txt
-        done_configs="$done_configs tests $cc $opt;"
+        done_configs="$done_configs programs and tests $cc $opt;"
     done
 done
 [ "$status" -eq 0 ] || exit 1
