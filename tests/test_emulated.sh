@@ -41,8 +41,12 @@ step() {  # NAME COMMAND...: runs it, keeps the last line (and the seconds it to
         failed=1
     fi
 }
+# the forward pass with the build's kernels: on aarch64 its NEON ones (its plain C runs in
+# test_types below, against the same references; armhf and the native suite run it here too)
+kernels=
+[ "$arch" = aarch64 ] && kernels=neon
 # shellcheck disable=SC2086
-step engine $run "$out/test_engine" tests/fixtures/tiny "$build/tiny.bin" tests/fixtures/odd "$build/odd.bin"
+step engine env ${kernels:+KERNELS=$kernels} $run "$out/test_engine" tests/fixtures/tiny "$build/tiny.bin" tests/fixtures/odd "$build/odd.bin"
 # shellcheck disable=SC2086
 step api $run "$out/test_api" "$build/tiny.bin" "$out/api"
 # shellcheck disable=SC2086
@@ -68,10 +72,11 @@ if [ "$arch" = aarch64 ]; then
     else
         echo "FAIL $arch cross-compiling:"; tail -n 5 "$out/cross.log"; failed=1
     fi
-    # the weight types built for ARMv8.2 with dot products (-march: the build's own kernels use them)
+    # a build for ARMv8.2 with dot products (-march: the build's own kernels use them), its matmul
+    # paths against plain C (the models went through the same kernels above, picked at run time)
     $cc -march=armv8.2-a+dotprod -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror -O2 -pthread -o "$out/test_types-dotprod" tests/test_types.c -lpthread -lm || exit 1
     # shellcheck disable=SC2086
-    step types-dotprod $run -cpu max "$out/test_types-dotprod" tests/fixtures/odd "$build/odd.bin" "$out/types"
+    step types-dotprod $run -cpu max "$out/test_types-dotprod" "$out/types"
 fi
 
 if [ "$arch" = armhf ]; then

@@ -26,7 +26,7 @@ mkdir -p "$out/api"
 "$build/test_api-tsan" "$model" "$out/api" >"$out/api.log" 2>&1
 clean "4 contexts in 4 threads on one model and one pool (test_api)" "$out/api.log" $?
 
-"$build/train_gpt2-tsan" --init "$model" --data "$text" --batch 2 --seq 32 --steps 3 --threads 3 \
+"$build/train_gpt2-tsan" --init "$model" --data "$text" --batch 2 --seq 32 --steps 3 --eval-batches 1 --threads 3 \
     --out "$out/trained.bin" >"$out/train.log" 2>&1
 clean "the trainer on 3 threads, 3 steps" "$out/train.log" $?
 

@@ -1,7 +1,8 @@
 /* Weight types: the conversions, and the models they make against the f32 reference.
  *
- *   test_types FIXTURE_DIR MODEL.bin [FIXTURE_DIR MODEL.bin ...] SCRATCH_DIR
+ *   test_types [FIXTURE_DIR MODEL.bin ...] [--wide MODEL.bin] SCRATCH_DIR
  *
+ * (Without models, the conversions and the matmul paths alone.)
  * - f16: every one of the 65536 halves widens and narrows back to itself; narrowing rounds to
  *   nearest even (checked against the compiler's _Float16 where it has one, and against the
  *   definition); bf16 likewise against the definition;
@@ -315,10 +316,14 @@ static float kernel_agreement(gpt2_dtype type) {
     return type == GPT2_Q8_0 || type == GPT2_Q4_0 || type == GPT2_BF16 ? 0.1f : 2e-4f;
 }
 
-/* Whether a kernel set is avx512's for models of this type: avx512bf16 differs only with bf16
- * weights (test_matmul_kernels still runs it on every type). */
-static bool same_as_avx512(const char *set, int type) {
-    return !strcmp(set, "avx512bf16") && type != GPT2_BF16;
+/* Whether a kernel set computes models of this type as a narrower set of the same build does:
+ * avx512bf16 differs from avx512 only with bf16 weights, neondot from neon only with q8_0 and
+ * q4_0 (test_matmul_kernels still runs both on every type; a build made for the dot products
+ * has no neon set, and its neondot runs everything). */
+static bool same_as_narrower(const char *set, int type) {
+    if (!strcmp(set, "avx512bf16")) return type != GPT2_BF16;
+    if (!strcmp(set, "neondot")) return type != GPT2_Q8_0 && type != GPT2_Q4_0 && choose_kernels("neon", NULL, 0);
+    return false;
 }
 
 static void test_models(const char *dir, const char *model_path, const char *scratch) {
@@ -342,7 +347,7 @@ static void test_models(const char *dir, const char *model_path, const char *scr
         snprintf(sets, sizeof sets, "%s", gpt2_kernels_available());
         run(m, &ref, "scalar", scalar_batch, scalar_step);
         for (char *k = strtok(sets, " "); k; k = strtok(NULL, " ")) {
-            if (!choose_kernels(k, NULL, 0) || same_as_avx512(k, type)) continue;
+            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, type)) continue;
             run(m, &ref, k, batch, step);
             float db = max_abs_diff(batch, ref.last, n), ds = max_abs_diff(step, ref.last, n);
             float vb = max_abs_diff(batch, scalar_batch, n), vs = max_abs_diff(step, scalar_step, n);
@@ -504,7 +509,7 @@ static void test_wide(const char *model_path, const char *scratch) {
         float worst = 0;
         for (char *k = strtok(sets, " "); k; k = strtok(NULL, " ")) {
             if (!strcmp(k, "scalar") && k != sets) continue;
-            if (!choose_kernels(k, NULL, 0) || same_as_avx512(k, type)) continue;
+            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, type)) continue;
             for (int threads = 1; threads <= 3; threads += 2) {
                 gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_threads = threads, .kernels = k}, err, sizeof err);
                 if (!ctx) { printf("FAIL %s\n", err); exit(1); }
@@ -537,7 +542,7 @@ static void test_wide(const char *model_path, const char *scratch) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4 || argc % 2) { fprintf(stderr, "usage: test_types FIXTURE_DIR MODEL.bin [...] [--wide MODEL.bin] SCRATCH_DIR\n"); return 2; }
+    if (argc < 2 || argc % 2) { fprintf(stderr, "usage: test_types [FIXTURE_DIR MODEL.bin ...] [--wide MODEL.bin] SCRATCH_DIR\n"); return 2; }
     test_halves();
     test_blocks();
     test_matmul_kernels();
