@@ -72,11 +72,11 @@ TEST_CFLAGS = $(WARN) -O3 -g -pthread
 ENGINE_TESTS = test-engine test-engine-kernels test-types test-badfiles test-fuzz-loader test-sampling test-api test-cli test-embed test-valgrind
 .PHONY: $(ENGINE_TESTS)
 
-build/test_engine: tests/test_engine.c export/json.h $(ENGINE) | build
+build/test_engine: tests/test_engine.c tests/same_kernels.h export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
-build/test_engine-portable: tests/test_engine.c export/json.h $(ENGINE) | build
+build/test_engine-portable: tests/test_engine.c tests/same_kernels.h export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(LDLIBS)
-build/%-san: tests/%.c $(ENGINE) | build
+build/%-san: tests/%.c tests/same_kernels.h $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) $(KERNEL_SETS) -pthread -o $@ $< $(LDLIBS)
 build/gpt2-san: $(CLI) $(ENGINE) | build
 	$(CC) $(WARN) $(SAN) $(NATIVE) -pthread -Ibuild -o $@ main.c server.c gpt2.c $(LDLIBS)
@@ -106,7 +106,7 @@ ENGINE_TESTS += test-emulated
 
 # weight types: conversions, quantization round trips, every type x kernel set x path against
 # the references and against plain C (amx emulated), damaged quantized files
-build/test_types: tests/test_types.c export/json.h $(ENGINE) | build
+build/test_types: tests/test_types.c tests/same_kernels.h export/json.h $(ENGINE) | build
 	$(CC) $(TEST_CFLAGS) $(NATIVE) -o $@ $< $(LDLIBS)
 # a random model with rows of 25 and 100 blocks of 32 (GPT-2's are 24 and 96), the shipped
 # model's vocabulary: the kernels on rows as wide as GPT-2's

@@ -14,6 +14,7 @@
  *     kernels and agree to rounding. */
 #include "../gpt2.c"
 #include "../export/json.h"
+#include "same_kernels.h"
 
 #define TOLERANCE 1e-4f
 
@@ -156,14 +157,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_fix; i++) load_fixture(&fix[i], argv[1 + 2 * i], argv[2 + 2 * i]);
 
     /* every kernel set this build has and this CPU runs (or the ones KERNELS names), but for
-     * those that differ from a narrower set of the same build only with other weight types:
-     * on these f32 models avx512bf16 is avx512 and neondot is neon (test_types runs them on
+     * those that compute these f32 models as a narrower one does (test_types runs them on
      * every type) */
     char sets[64];
     snprintf(sets, sizeof sets, "%s", getenv("KERNELS") ? getenv("KERNELS") : gpt2_kernels_available());
     for (char *kernels = strtok(sets, " "); kernels; kernels = strtok(NULL, " ")) {
-        const bool f32_twin = !strcmp(kernels, "avx512bf16") || (!strcmp(kernels, "neondot") && choose_kernels("neon", NULL, 0));
-        if (!getenv("KERNELS") && f32_twin) continue;
+        if (!getenv("KERNELS") && same_as_narrower(kernels, GPT2_F32)) continue;
         if (!choose_kernels(kernels, NULL, 0)) { printf("skipped: %s kernels (this CPU lacks them)\n", kernels); continue; }
         test_kernels(fix, n_fix, kernels);
     }

@@ -53,6 +53,7 @@ static void amx_dp_int8(AmxTiles *s, int c, int a, int b, int a_signed);
 #define kernels_table_scalar kernels_table
 #endif
 #include "../export/json.h"
+#include "same_kernels.h"
 
 #if defined(X86_VARIANTS)
 /* palette 1's layout: 16 bytes, then each tile's bytes a row (16 bits) and rows (8 bits) */
@@ -316,16 +317,6 @@ static float kernel_agreement(gpt2_dtype type) {
     return type == GPT2_Q8_0 || type == GPT2_Q4_0 || type == GPT2_BF16 ? 0.1f : 2e-4f;
 }
 
-/* Whether a kernel set computes models of this type as a narrower set of the same build does:
- * avx512bf16 differs from avx512 only with bf16 weights, neondot from neon only with q8_0 and
- * q4_0 (test_matmul_kernels still runs both on every type; a build made for the dot products
- * has no neon set, and its neondot runs everything). */
-static bool same_as_narrower(const char *set, int type) {
-    if (!strcmp(set, "avx512bf16")) return type != GPT2_BF16;
-    if (!strcmp(set, "neondot")) return type != GPT2_Q8_0 && type != GPT2_Q4_0 && choose_kernels("neon", NULL, 0);
-    return false;
-}
-
 static void test_models(const char *dir, const char *model_path, const char *scratch) {
     /* max |logit - reference| on the fixtures, whose weights are 8-10x GPT-2's (larger logits) */
     static const double bound[GPT2_N_DTYPES] = {1e-4, 0.02, 0.1, 0.5, 3.0};
@@ -347,7 +338,7 @@ static void test_models(const char *dir, const char *model_path, const char *scr
         snprintf(sets, sizeof sets, "%s", gpt2_kernels_available());
         run(m, &ref, "scalar", scalar_batch, scalar_step);
         for (char *k = strtok(sets, " "); k; k = strtok(NULL, " ")) {
-            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, type)) continue;
+            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, (gpt2_dtype)type)) continue;
             run(m, &ref, k, batch, step);
             float db = max_abs_diff(batch, ref.last, n), ds = max_abs_diff(step, ref.last, n);
             float vb = max_abs_diff(batch, scalar_batch, n), vs = max_abs_diff(step, scalar_step, n);
@@ -509,7 +500,7 @@ static void test_wide(const char *model_path, const char *scratch) {
         float worst = 0;
         for (char *k = strtok(sets, " "); k; k = strtok(NULL, " ")) {
             if (!strcmp(k, "scalar") && k != sets) continue;
-            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, type)) continue;
+            if (!choose_kernels(k, NULL, 0) || same_as_narrower(k, (gpt2_dtype)type)) continue;
             for (int threads = 1; threads <= 3; threads += 2) {
                 gpt2_context *ctx = gpt2_context_new(m, &(gpt2_context_params){.n_threads = threads, .kernels = k}, err, sizeof err);
                 if (!ctx) { printf("FAIL %s\n", err); exit(1); }
