@@ -500,20 +500,18 @@ bench-engine: gpt2 build/gpt2-124M.bin
 	./gpt2 build/gpt2-124M.bin --bench
 	./gpt2 build/gpt2-124M.bin --bench --threads 1
 # The portable build against this one (`make NATIVE=` against CFLAGS' build): both engines as
-# shared libraries, taking turns in one process (tools/bench_builds.c) on the 124M-shaped model
-# in every weight type, all cores and one. BENCH_ROUNDS rounds each.
+# shared libraries (this one is libgpt2.so), taking turns in one process (tools/bench_builds.c)
+# on the 124M-shaped model in every weight type, all cores and one. BENCH_ROUNDS rounds each.
 BENCH_ROUNDS ?= 30
-bench-builds: build/bench_builds build/bench-default.so build/bench-portable.so \
-		$(foreach t,f16 bf16 q8_0 q4_0,build/gpt2-124M-$(t).bin) build/gpt2-124M.bin
-	for m in build/gpt2-124M.bin build/gpt2-124M-f16.bin build/gpt2-124M-bf16.bin build/gpt2-124M-q8_0.bin build/gpt2-124M-q4_0.bin; do \
-		for t in 0 1; do build/bench_builds --threads $$t --rounds $(BENCH_ROUNDS) $$m build/bench-default.so build/bench-portable.so || exit 1; done; \
+BENCH_MODELS = build/gpt2-124M.bin $(foreach t,f16 bf16 q8_0 q4_0,build/gpt2-124M-$(t).bin)
+bench-builds: build/bench_builds build/$(SONAME) build/bench-portable.so $(BENCH_MODELS)
+	for m in $(BENCH_MODELS); do \
+		for t in 0 1; do build/bench_builds --threads $$t --rounds $(BENCH_ROUNDS) $$m build/$(SONAME) build/bench-portable.so || exit 1; done; \
 	done
 .PHONY: bench-builds
 test-api: build/bench_builds build/$(SONAME)
 build/bench_builds: tools/bench_builds.c gpt2.h | build
 	$(CC) $(WARN) $(OPT) -o $@ tools/bench_builds.c -ldl
-build/bench-default.so: $(ENGINE) build/libgpt2.map
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,--version-script=build/libgpt2.map -o $@ gpt2.c $(LDLIBS)
 build/bench-portable.so: $(ENGINE) build/libgpt2.map
 	$(CC) $(WARN) $(OPT) -pthread -fPIC -shared -Wl,--version-script=build/libgpt2.map -o $@ gpt2.c $(LDLIBS)
 build/gpt2-124M-%.bin: build/gpt2-124M.bin export/convert

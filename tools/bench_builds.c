@@ -32,6 +32,7 @@ typedef struct {
     const char *path;
     void *lib;
     gpt2_model *model;
+    const gpt2_config *config;
     gpt2_context *ctx;
     gpt2_sampler *greedy;
     void (*free_model)(gpt2_model *);
@@ -79,7 +80,8 @@ static void open_build(Build *b, const char *model_path, int threads) {
     b->forward = symbol(b, "gpt2_forward");
     b->next = symbol(b, "gpt2_next");
     if (!(b->model = load(model_path, err, sizeof err))) die("%s: %s", b->path, err);
-    const int n_ctx = ((const gpt2_config *(*)(const gpt2_model *))symbol(b, "gpt2_model_config"))(b->model)->n_ctx;
+    b->config = ((const gpt2_config *(*)(const gpt2_model *))symbol(b, "gpt2_model_config"))(b->model);
+    const int n_ctx = b->config->n_ctx;
     if (n_ctx < 8) die("%s: the model's context is too short for a round", model_path);
     b->prompt = n_ctx >= PROMPT + DECODED + 2 ? PROMPT : n_ctx / 2;
     b->decoded = n_ctx >= PROMPT + DECODED + 2 ? DECODED : n_ctx / 4;
@@ -132,9 +134,8 @@ int main(int argc, char **argv) {
         builds[i].path = argv[argi + 1 + i];
         open_build(&builds[i], argv[argi], threads);
     }
-    const gpt2_config *c = ((const gpt2_config *(*)(const gpt2_model *))symbol(&builds[0], "gpt2_model_config"))(builds[0].model);
     int prompt[PROMPT];
-    for (int i = 0; i < PROMPT; i++) prompt[i] = (int)((i * 7919L + 13) % c->vocab_size);
+    for (int i = 0; i < PROMPT; i++) prompt[i] = (int)((i * 7919L + 13) % builds[0].config->vocab_size);
 
     for (int i = 0; i < n_builds; i++)  /* a warm-up: faults the weights in */
         if (!run_round(&builds[i], prompt, 0)) die("%s: the forward pass failed", builds[i].path);
