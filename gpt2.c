@@ -1636,10 +1636,10 @@ AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) 
         else AMX_DPBSSD(C, A, B);                                                                    \
     } while (0)
 
-/* acc[i] += float(c[i])·(dw[i]·dx): one block's sums of 16 rows at 16 positions */
-AMX_TARGET static ALWAYS_INLINE void int8_amx_scale(__m512 acc[16], const int32_t c[16][16], const float *dw, __m512 dx) {
+/* acc[i] += float(c[i])·(dw[i·nb]·dx): one block's sums of 16 rows at 16 positions */
+AMX_TARGET static ALWAYS_INLINE void int8_amx_scale(__m512 acc[16], const int32_t c[16][16], const float *dw, int nb, __m512 dx) {
     for (int i = 0; i < 16; i++)
-        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(c[i])), _mm512_mul_ps(_mm512_set1_ps(dw[i]), dx), acc[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(c[i])), _mm512_mul_ps(_mm512_set1_ps(dw[i * nb]), dx), acc[i]);
 }
 
 AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) {
@@ -1648,7 +1648,7 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
     const int nb = m->n_in / QBLOCK;
     const size_t quants = (size_t)nb * (q4 ? QBLOCK / 2 : QBLOCK);
     uint8_t *unpacked = (uint8_t *)(m->w_tiles + (size_t)thread * tile_floats(m->n_in));  /* 16 rows of n_in bytes */
-    float *dw = (float *)(unpacked + (size_t)AMX_INT8_ROWS * m->n_in);                     /* [b][16 rows] */
+    float *dw = (float *)(unpacked + (size_t)AMX_INT8_ROWS * m->n_in);                     /* [16 rows][b] */
     const size_t a_stride = q4 ? (size_t)m->n_in : m->row_bytes;
     AmxConfig config = {.palette = 1};  /* tiles 0-1: C, 2-3: A (weights), 4-5: B (activations) */
     for (int i = 0; i < 6; i++) config.bytes_per_row[i] = i == 2 || i == 3 ? QBLOCK : 64, config.rows[i] = i >= 4 ? QBLOCK / 4 : 16;
@@ -1660,10 +1660,9 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
         const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes;
         for (int i = 0; i < AMX_INT8_ROWS; i++) {
             const uint8_t *row = w + (size_t)i * m->row_bytes;
-            for (int b = 0; b < nb; b++) {
-                uint16_t d;
-                memcpy(&d, row + quants + 2 * (size_t)b, 2);
-                dw[b * AMX_INT8_ROWS + i] = _cvtsh_ss(d);
+            for (int b = 0; b < nb; b += 16) {
+                const __mmask16 k = nb - b >= 16 ? 0xFFFF : (__mmask16)((1u << (nb - b)) - 1);
+                _mm512_mask_storeu_ps(dw + i * nb + b, k, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row + quants + 2 * (size_t)b)));
             }
             if (q4)  /* weights 0 … 15 of a block in the low nibbles, 16 … 31 in the high */
                 for (int b = 0; b < nb; b++) {
@@ -1681,14 +1680,14 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
                 INT8_AMX_BLOCK(0, 2, 4, b);
                 INT8_AMX_BLOCK(1, 3, 5, b + 1);
                 AMX_STORE(0, &c[0][0][0], 64);
-                int8_amx_scale(acc, c[0], dw + b * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
+                int8_amx_scale(acc, c[0], dw + b, nb, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
                 AMX_STORE(1, &c[1][0][0], 64);
-                int8_amx_scale(acc, c[1], dw + (b + 1) * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)(b + 1) * m->T_padded + t));
+                int8_amx_scale(acc, c[1], dw + b + 1, nb, _mm512_loadu_ps(m->xd + (size_t)(b + 1) * m->T_padded + t));
             }
             if (b < nb) {  /* an odd last block */
                 INT8_AMX_BLOCK(0, 2, 4, b);
                 AMX_STORE(0, &c[0][0][0], 64);
-                int8_amx_scale(acc, c[0], dw + b * AMX_INT8_ROWS, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
+                int8_amx_scale(acc, c[0], dw + b, nb, _mm512_loadu_ps(m->xd + (size_t)b * m->T_padded + t));
             }
             float sums[16][16];
             for (int i = 0; i < 16; i++) _mm512_storeu_ps(sums[i], acc[i]);
