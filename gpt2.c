@@ -1672,11 +1672,18 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
                 }
         }
         const uint8_t *a = q4 ? unpacked : w;
+        /* the next 16 rows (contiguous) to L2 while these compute, spread over the first
+         * position tile's blocks: read when unpacked, they stalled on every line */
+        const uint8_t *next = w + AMX_INT8_ROWS * m->row_bytes;
+        const uint8_t *next_end = o + 2 * AMX_INT8_ROWS <= end ? next + AMX_INT8_ROWS * m->row_bytes : next;
+        const size_t next_step = 64 * ((AMX_INT8_ROWS * m->row_bytes / 64 + nb) / nb) * 2;  /* bytes a pair of blocks */
         for (int t = 0; t < m->T_padded; t += 16) {
             __m512 acc[16];
             for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
             int b = 0;
             for (; b + 1 < nb; b += 2) {
+                for (const uint8_t *line_end = next + next_step; next < next_end && next < line_end; next += 64)
+                    _mm_prefetch((const char *)next, _MM_HINT_T1);
                 INT8_AMX_BLOCK(0, 2, 4, b);
                 INT8_AMX_BLOCK(1, 3, 5, b + 1);
                 AMX_STORE(0, &c[0][0][0], 64);
