@@ -1439,7 +1439,8 @@ static void KERNEL(read_task)(void *arg, int begin, int end, int thread) {
     r->sink[thread] += vec_sum(acc[0]) + vec_sum(acc[1]) + vec_sum(acc[2]) + vec_sum(acc[3]);
 }
 
-static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERNEL(attention), KERNEL(gelu), KERNEL(read_task)};
+static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERNEL(attention), KERNEL(gelu), KERNEL(read_task),
+                                              MATMUL_POSITIONS};
 
 #undef vec
 #undef vec_zero

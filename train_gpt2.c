@@ -396,7 +396,7 @@ static void activations_init(Trainer *tr, int B, int T) {
     }
     a->x_final = xmalloc(N * C * 4), a->lnf = xmalloc(N * C * 4), a->lnf_mean = xmalloc(N * 4), a->lnf_rstd = xmalloc(N * 4);
     a->logits = xmalloc(N * V * 4), a->losses = xmalloc(N * 4);
-    if (!matmul_scratch_init(&a->mm, threads, 4 * c->n_embd)) die("out of memory");
+    if (!matmul_scratch_init(&a->mm, threads, 4 * c->n_embd, MATMUL_POSITIONS)) die("out of memory");
     a->keys = xmalloc(C * a->S * 4), a->scores = xmalloc((size_t)threads * a->S * 4);
     a->dx = xmalloc(N * C * 4), a->dln = xmalloc(N * C * 4), a->dattn = xmalloc(N * C * 4);
     a->dqkv = xmalloc(N * 3 * C * 4), a->dfc = xmalloc(N * 4 * C * 4), a->dfc_gelu = xmalloc(N * 4 * C * 4);

@@ -204,12 +204,12 @@ static void test_context_sizes(void) {
     ContextSizes s;
     const gpt2_config gpt2_small = {12, 12, 768, 1024, 50257, 1e-5f, 50256}, gpt2_xl = {48, 25, 1600, 1024, 50257, 1e-5f, 50256};
     const gpt2_config absurd = {MAX_LAYERS, 1, MAX_EMBD, MAX_CTX, MAX_VOCAB, 1e-5f, 0};
-    CHECK(context_sizes(&gpt2_small, 1024, 1024, 4, 4, UINT32_MAX, &s), "GPT-2 124M fits in 32 bits");
+    CHECK(context_sizes(&gpt2_small, 1024, 1024, 4, AMX_BATCH, 4, UINT32_MAX, &s), "GPT-2 124M fits in 32 bits");
     CHECK(s.k_cache == (size_t)12 * 768 * 1024 && s.v_cache == (size_t)12 * 768 * 1024, "cache sizes");
-    CHECK(context_sizes(&gpt2_xl, 1024, 1024, 4, 4, UINT32_MAX, &s), "GPT-2 1.5B fits in 32 bits");
-    CHECK(!context_sizes(&gpt2_xl, 1024, 1024, 4, 4, 500u << 20, &s), "GPT-2 1.5B does not fit in 500 MB");
-    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, 2, UINT32_MAX, &s), "the largest config a file may declare, 32 bits");
-    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, 4, UINT64_MAX, &s) || (uint64_t)s.k_cache >= (uint64_t)1 << 40,
+    CHECK(context_sizes(&gpt2_xl, 1024, 1024, 4, AMX_BATCH, 4, UINT32_MAX, &s), "GPT-2 1.5B fits in 32 bits");
+    CHECK(!context_sizes(&gpt2_xl, 1024, 1024, 4, AMX_BATCH, 4, 500u << 20, &s), "GPT-2 1.5B does not fit in 500 MB");
+    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, AMX_BATCH, 2, UINT32_MAX, &s), "the largest config a file may declare, 32 bits");
+    CHECK(!context_sizes(&absurd, MAX_CTX, MAX_CTX + 16, 1024, AMX_BATCH, 4, UINT64_MAX, &s) || (uint64_t)s.k_cache >= (uint64_t)1 << 40,
           "the largest config in 64 bits: either refused or computed exactly");
 
     /* A real file whose full context would need ~137 GB of KV cache: 1024 layers of 16 channels

@@ -393,21 +393,23 @@ static void test_models(const char *dir, const char *model_path, const char *scr
  * differs: 1e-5 of the sum's size, Σ |w·x| (relative to the result itself, a sum that cancels
  * would look worse than its rounding). */
 static void test_matmul_kernels(void) {
-    static const int shapes[][2] = {{37, 36}, {96, 800}, {50, 3200}}, batches[] = {1, 3, 4, 17, 64, 100};
+    static const int shapes[][2] = {{37, 36}, {96, 800}, {50, 3200}}, batches[] = {1, 3, 4, 17, 64, 100, 300};
+    enum { MAX_T = 300 };  /* more than one pass of every set: MATMUL_POSITIONS, or AMX_BATCH */
+    _Static_assert(MAX_T > AMX_BATCH && AMX_BATCH > MATMUL_POSITIONS, "batches past one pass");
     char err[GPT2_ERR_MAX];
     gpt2_pool *pool = gpt2_pool_new(2, err, sizeof err);
     MatmulScratch scratch;
-    if (!pool || !matmul_scratch_init(&scratch, 2, 3200)) { printf("FAIL %s\n", err); exit(1); }
+    if (!pool || !matmul_scratch_init(&scratch, 2, 3200, AMX_BATCH)) { printf("FAIL %s\n", err); exit(1); }
     uint64_t rng = 17;
     int checked = 0;
     float worst[GPT2_N_DTYPES] = {0};
     for (size_t sh = 0; sh < sizeof shapes / sizeof *shapes; sh++) {
         const int rows = shapes[sh][0], cols = shapes[sh][1];
         float *weights = malloc((size_t)rows * cols * 4), *bias = malloc((size_t)rows * 4);
-        float *in = malloc((size_t)100 * cols * 4), *ref = malloc((size_t)100 * rows * 4), *out = malloc((size_t)100 * rows * 4);
+        float *in = malloc((size_t)MAX_T * cols * 4), *ref = malloc((size_t)MAX_T * rows * 4), *out = malloc((size_t)MAX_T * rows * 4);
         for (int i = 0; i < rows * cols; i++) weights[i] = (float)(random_uniform(&rng) - 0.5) * 0.1f;
         for (int i = 0; i < rows; i++) bias[i] = (float)(random_uniform(&rng) - 0.5);
-        for (int i = 0; i < 100 * cols; i++) in[i] = (float)(random_uniform(&rng) - 0.5) * (i % 7 == 0 ? 8.0f : 1.0f);
+        for (int i = 0; i < MAX_T * cols; i++) in[i] = (float)(random_uniform(&rng) - 0.5) * (i % 7 == 0 ? 8.0f : 1.0f);
         /* and positions with blocks that quantize at the edges: halves that tie (to even) once
          * scaled by a block maximum of 127, a zero block, denormals, a huge value, inf, NaN
          * (one such block a position: a sum over several huge blocks would cancel, and differ
@@ -421,8 +423,8 @@ static void test_matmul_kernels(void) {
                 else if (t < 58) *x = i / 32 == t % ((cols + 31) / 32) && i % 32 < 2 ? special[(t + i) % 10] : *x;  /* one block */
                 else if (i == cols / 2) *x = t == 58 ? INFINITY : NAN;  /* one block of the position: inf or NaN */
             }
-        double *size = malloc((size_t)100 * rows * sizeof(double));  /* 1 + Σ |w·x| of each result: its scale */
-        for (int t = 0; t < 100; t++)
+        double *size = malloc((size_t)MAX_T * rows * sizeof(double));  /* 1 + Σ |w·x| of each result: its scale */
+        for (int t = 0; t < MAX_T; t++)
             for (int o = 0; o < rows; o++) {
                 size[t * rows + o] = 1.0;
                 for (int c = 0; c < cols; c++) size[t * rows + o] += fabs((double)weights[(size_t)o * cols + c] * in[(size_t)t * cols + c]);
