@@ -1560,8 +1560,10 @@ BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int threa
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_row[16]; uint8_t rows[16]; } AmxConfig;
 
 /* A C tile's first `rows` rows of sums to outputs o … at positions t … t + n - 1
- * (matmul_store_tile takes up to MAX_TILE_ROWS rows at a time). */
-static void amx_store_sums(const Matmul *m, int o, int rows, int t, int n, float c[16][16]) {
+ * (matmul_store_tile takes up to MAX_TILE_ROWS rows at a time). Compiled for the AMX kernels'
+ * instructions like its callers: as plain x86-64 in the portable build, it took 12% of a q4_0
+ * prompt, and the portable binary prefilled q4_0 25% slower than the native one. */
+AMX_TARGET static void amx_store_sums(const Matmul *m, int o, int rows, int t, int n, float c[16][16]) {
     for (int r = 0; r < rows; r += MAX_TILE_ROWS)
         matmul_store_tile(m, o + r, rows - r < MAX_TILE_ROWS ? rows - r : MAX_TILE_ROWS, t, n, &c[r][0], 16);
 }
