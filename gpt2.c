@@ -2044,9 +2044,8 @@ struct gpt2_context {
     int key_stride;      /* n_ctx rounded up to whole blocks */
     void *v_cache;       /* (L, NH, n_ctx, HS): values, each head's one run that attention reads in order */
     size_t kv_size;      /* bytes of a key or value element: 4 (f32) or 2 (f16) */
-    /* activations of one batch of up to `batch` positions (the kernels' own: Kernels.batch) */
-    int batch;
-    float *x;            /* (batch, C) the residual stream */
+    /* activations of one batch of up to k->batch positions */
+    float *x;            /* (k->batch, C) the residual stream */
     float *xn;           /* (batch, C) layer-norm output */
     float *qkv;          /* (batch, 3C) queries, keys, values */
     float *attn;         /* (batch, C) attention output, heads side by side */
@@ -2127,8 +2126,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
         return NULL;
     }
     ctx->kv_size = params->kv_type == GPT2_F16 ? 2 : 4;
-    ctx->batch = ctx->k->batch;
-    if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, ctx->batch, ctx->kv_size, SIZE_MAX, &s)) {
+    if (!context_sizes(c, n_ctx, ctx->key_stride, ctx->pool->n_threads, ctx->k->batch, ctx->kv_size, SIZE_MAX, &s)) {
         fail(err, errlen, "a context of %d positions for this model needs more memory than this machine can address", n_ctx);
         gpt2_context_free(ctx);
         return NULL;
@@ -2141,7 +2139,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     ctx->attn = malloc(s.batch_C * sizeof(float));
     ctx->qkv = malloc(3 * s.batch_C * sizeof(float));
     ctx->fc = malloc(4 * s.batch_C * sizeof(float));
-    bool scratch = matmul_scratch_init(&ctx->mm, ctx->pool->n_threads, 4 * c->n_embd, ctx->batch);
+    bool scratch = matmul_scratch_init(&ctx->mm, ctx->pool->n_threads, 4 * c->n_embd, ctx->k->batch);
     ctx->mm.stream_to_l1 = decode_prefetch_to_l1();
     ctx->scores = malloc(s.scores * sizeof(float));
     ctx->logits = malloc(s.logits * sizeof(float));
@@ -2186,7 +2184,7 @@ void gpt2_context_rewind(gpt2_context *ctx, int position) {
     ctx->has_pending = false;
 }
 
-/* Runs the T ≤ ctx->batch tokens at tokens[pos … pos + T - 1] through the model, appending their
+/* Runs the T ≤ ctx->k->batch tokens at tokens[pos … pos + T - 1] through the model, appending their
  * keys and values to the cache. The logits of the last position go to ctx->logits; if
  * all_logits is not NULL, those of positions first … T - 1 of the batch go there, (T - first, V). */
 static void forward(gpt2_context *ctx, int T, float *all_logits, int first) {
@@ -2249,7 +2247,8 @@ const float *gpt2_forward(gpt2_context *ctx, const int *tokens, int n, float *al
     ctx->has_pending = false;
     /* the pending token leads the first batch; its logits are not the caller's */
     for (int done = 0, total = n + pending; done < total;) {
-        int T = total - done < ctx->batch ? total - done : ctx->batch, first = done == 0 ? pending : 0;
+        const int batch = ctx->k->batch;
+        int T = total - done < batch ? total - done : batch, first = done == 0 ? pending : 0;
         forward(ctx, T, all_logits ? all_logits + (size_t)(done + first - pending) * V : NULL, first);
         done += T;
     }
