@@ -1080,7 +1080,8 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * scale a block of 32 (36 bytes a channel; AMX's 16 unpacked q4_0 rows take less) */
 #define TILE_FLOATS_PER_CHANNEL 9  /* max(MAX_TILE_ROWS, 36 / 4) */
 /* The batch laid out for the matmul, in floats per input channel: transposed (MATMUL_POSITIONS
- * and a vector), or bf16 pairs (half a float a position, for as many as a pass takes) */
+ * and a vector), or bf16 pairs (half a float a position), two planes of them for f16 on AMX, for
+ * as many positions as a pass takes */
 static size_t in_t_floats_per_channel(int positions) { return positions / 2 > MATMUL_POSITIONS + 16 ? (size_t)positions / 2 : MATMUL_POSITIONS + 16; }
 /* Widened rows lie TILE_ROW_PAD floats past a multiple of 32 apart: rows a multiple of 4 KB
  * apart (3072 channels: 12 KB) would share one set of the L1 cache, and the 8 rows of a tile
@@ -1089,6 +1090,21 @@ static size_t in_t_floats_per_channel(int positions) { return positions / 2 > MA
 static size_t whole_blocks(int n_in) { return (size_t)((n_in + QBLOCK - 1) / QBLOCK * QBLOCK); }
 static size_t tile_row_floats(int n_in) { return whole_blocks(n_in) + TILE_ROW_PAD; }
 static size_t tile_floats(int n_in) { return TILE_FLOATS_PER_CHANNEL * whole_blocks(n_in) + MAX_TILE_ROWS * TILE_ROW_PAD; }
+/* f16 on AMX (split_amx_task) splits the batch into two planes of bf16, rows of split_row
+ * values: a cache line more than n_in, as rows a multiple of 4 KB apart (3072 channels: 6 KB)
+ * put a tile's 16 rows into a few sets of the L1 cache, and the planes' tiles evicted each other
+ * (at 3072 channels, the matmul ran ~30% slower); and its thread splits 32 weight rows into two
+ * planes of pairs, 32 floats a channel. Passes of more than MATMUL_POSITIONS are AMX's. */
+static size_t split_row(int n_in) { return (size_t)n_in + 32; }
+static size_t split_batch_floats(int n_in, int positions) { return (size_t)positions * split_row(n_in) + 16; }
+static size_t split_tile_floats(int n_in) { return 32 * (size_t)n_in; }
+static size_t thread_tile_floats(int n_in, int positions) {
+    return positions > MATMUL_POSITIONS && split_tile_floats(n_in) > tile_floats(n_in) ? split_tile_floats(n_in) : tile_floats(n_in);
+}
+static size_t in_t_floats(int n_in, int positions) {
+    const size_t floats = (size_t)n_in * in_t_floats_per_channel(positions);
+    return positions > MATMUL_POSITIONS && split_batch_floats(n_in, positions) > floats ? split_batch_floats(n_in, positions) : floats;
+}
 
 /* What a matmul does with each result y = b[o] + Σ_i W[o][i]·x[t][i]. */
 typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += y */
@@ -1098,8 +1114,8 @@ typedef enum { STORE, STORE_GELU, ACCUMULATE } Epilogue;  /* y, gelu(y), out += 
  * position by position when decoding, interleaved for the integer GEMM in a batch. */
 typedef struct {
     int positions;     /* the most a pass over the weights takes: MATMUL_POSITIONS, or AMX_BATCH */
-    float *in_t;       /* (n_in, in_t_floats_per_channel(positions)) */
-    float *w_tiles;    /* (threads, tile_floats(n_in)) */
+    float *in_t;       /* in_t_floats(n_in, positions) */
+    float *w_tiles;    /* (threads, thread_tile_floats(n_in, positions)) */
     int8_t *xq;        /* (positions, n_in rounded up to QBLOCK) */
     float *xd;         /* (positions, blocks) */
     int32_t *xsum;     /* (positions, blocks) */
@@ -1137,8 +1153,8 @@ static Matmul matmul_args(const MatmulScratch *s, float *out, const float *in, c
 static bool matmul_scratch_init(MatmulScratch *s, int n_threads, int max_n_in, int positions) {
     const size_t nb = (size_t)(max_n_in + QBLOCK - 1) / QBLOCK;
     s->positions = positions;
-    s->in_t = malloc((size_t)max_n_in * in_t_floats_per_channel(positions) * sizeof(float));
-    s->w_tiles = malloc((size_t)n_threads * tile_floats(max_n_in) * sizeof(float));
+    s->in_t = malloc(in_t_floats(max_n_in, positions) * sizeof(float));
+    s->w_tiles = malloc((size_t)n_threads * thread_tile_floats(max_n_in, positions) * sizeof(float));
     s->xq = malloc((size_t)positions * nb * QBLOCK);
     s->xd = malloc((size_t)positions * nb * sizeof(float));
     s->xsum = malloc((size_t)positions * nb * sizeof(int32_t));
@@ -1716,6 +1732,224 @@ AMX_TARGET static void int8_amx_task(void *arg, int begin, int end, int thread) 
 }
 #undef INT8_AMX_BLOCK
 
+/* ---- f16 weights with AMX: weights and activations in two bf16 parts each ----------------------
+ *
+ * An f16 weight (11 significant bits) is exactly w_hi + w_lo, two bf16 (8 bits each): w_hi the
+ * weight to nearest bf16, w_lo the rest. An activation is carried as x_hi + x_lo, to 16 bits.
+ * w·x then is w_hi·x_hi + w_hi·x_lo + w_lo·x_hi, three tile products a weight (products of two
+ * bf16 are exact in f32), leaving out w_lo·x_lo and what x_lo misses of x, each at most 2⁻¹⁶ of
+ * |w·x|: a sum on tiles differs from the FMA kernels' by at most 2⁻¹⁵ of Σ|w·x|, a sixteenth of
+ * what rounding the weights to f16 (2⁻¹¹) already did. (Exact f32 products would take 5 tile
+ * products a weight, activations in 3 parts; on a Xeon with AMX that ran below the FMA.)
+ *
+ * Here the activations are tile A, 16 positions × 32 channels, as they lie (split into two
+ * planes of rows); the weights tile B, 16 pairs of channels × 16 outputs, so that C is 16
+ * positions × 16 outputs, rows of the output. A thread splits 32 weight rows at a time into its
+ * tile, two planes of pairs, reused by every position of the pass; 4 C tiles take 32 positions
+ * × 32 outputs, and the order of the products, x_lo × w_hi, x_hi × w_hi, x_hi × w_lo, loads 8
+ * tiles for 12 of them. An inf or a NaN (or an activation that rounds to inf as bf16) has no
+ * parts: its row's or position's sums are taken plainly instead. */
+#define SPLIT_MIN_POSITIONS 16  /* fewer: AVX-512's FMA (a tile's 16 positions mostly padding) */
+
+AMX_TARGET static inline __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
+/* The lanes of v that split: finite, and below 0x1.ff8p127 (0x7F7F8000), which rounds to inf */
+AMX_TARGET static ALWAYS_INLINE __mmask16 bf16_splits(__m512 v) {
+    const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
+    return _mm512_cmplt_epu32_mask(magnitude, _mm512_set1_epi32(0x7F7F8000));
+}
+/* v = hi + lo (+ at most 2⁻¹⁶|v|) in bf16, lo 0 where v does not split */
+AMX_TARGET static ALWAYS_INLINE void bf16_split(__m512 v, __mmask16 split, __m256i *hi, __m256i *lo) {
+    *hi = (__m256i)_mm512_cvtneps_pbh(v);
+    *lo = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_sub_ps(split, v, bf16_widen(*hi)));
+}
+
+/* The batch split into planes x_hi[t][i] and x_lo[t][i] (rows split_row(n_in) apart, zero at
+ * the padding positions), one task item per 16 channels; and in m->xq, a byte for each item and
+ * position: whether one of its values does not split. */
+AMX_TARGET static void split_batch_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    const size_t row = split_row(m->n_in);
+    uint16_t *x_hi = (uint16_t *)m->in_t, *x_lo = x_hi + (size_t)m->T_padded * row + 32;
+    (void)thread;
+    for (int block = begin; block < end; block++)
+        for (int t = 0; t < m->T_padded; t++) {
+            __m256i hi = _mm256_setzero_si256(), lo = hi;
+            __mmask16 split = 0xFFFF;
+            if (t < m->T) {
+                const __m512 x = _mm512_loadu_ps(m->in + (size_t)t * m->n_in + 16 * (size_t)block);
+                split = bf16_splits(x);
+                bf16_split(x, split, &hi, &lo);
+            }
+            m->xq[(size_t)block * m->T_padded + t] = split != 0xFFFF;
+            _mm256_storeu_si256((__m256i *)(x_hi + (size_t)t * row + 16 * (size_t)block), hi);
+            _mm256_storeu_si256((__m256i *)(x_lo + (size_t)t * row + 16 * (size_t)block), lo);
+        }
+}
+
+/* rows[i] = the i-th column of the 16 × 16 matrix of 32-bit lanes rows[0 … 15] */
+AMX_TARGET static ALWAYS_INLINE void transpose16(__m512i rows[16]) {
+    __m512i a[16], b[16];
+    for (int i = 0; i < 16; i += 2) {  /* pairs of rows, lanes interleaved */
+        a[i] = _mm512_unpacklo_epi32(rows[i], rows[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(rows[i], rows[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+        for (int j = 0; j < 2; j++) {  /* 4 rows, lanes in order */
+            b[i + 2 * j] = _mm512_unpacklo_epi64(a[i + j], a[i + j + 2]);
+            b[i + 2 * j + 1] = _mm512_unpackhi_epi64(a[i + j], a[i + j + 2]);
+        }
+    /* each 128-bit lane of b[i] now holds 4 columns' entries of 4 rows; gather the lanes */
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            a[i + j] = _mm512_shuffle_i32x4(b[i + j], b[i + j + 4], 0x88);
+            a[i + j + 4] = _mm512_shuffle_i32x4(b[i + j], b[i + j + 4], 0xDD);
+        }
+    for (int j = 0; j < 8; j++) {
+        rows[j] = _mm512_shuffle_i32x4(a[j], a[j + 8], 0x88);
+        rows[j + 8] = _mm512_shuffle_i32x4(a[j], a[j + 8], 0xDD);
+    }
+}
+
+/* Rows o … o + AMX_ROWS - 1 (zero from `end` on) split into planes of pairs, w[k][r] = channels
+ * 2k and 2k + 1 of row o + r, a row of 32 pairs (128 bytes) each k: tile B of 16 outputs is
+ * 16 of them. Returns the rows holding an inf or a NaN, a bit each. */
+AMX_TARGET static uint32_t split_rows(const Matmul *m, int o, int end, uint32_t *w_hi, uint32_t *w_lo) {
+    uint32_t special = 0;
+    for (int half = 0; half < AMX_ROWS; half += 16)
+        for (int i = 0; i < m->n_in; i += 32) {
+            __m512i hi[16], lo[16];  /* row r's 16 pairs of channels i … i + 31 */
+            for (int r = 0; r < 16; r++) {
+                __m256i h[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}, l[2] = {h[0], h[0]};
+                if (o + half + r < end) {
+                    const uint16_t *row = (const uint16_t *)((const uint8_t *)m->w + (size_t)(o + half + r) * m->row_bytes) + i;
+                    for (int j = 0; j < 2; j++) {
+                        const __m512 w = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 16 * j)));
+                        const __mmask16 split = bf16_splits(w);
+                        if (split != 0xFFFF) special |= 1u << (half + r);
+                        bf16_split(w, split, &h[j], &l[j]);
+                    }
+                }
+                hi[r] = _mm512_inserti64x4(_mm512_castsi256_si512(h[0]), h[1], 1);
+                lo[r] = _mm512_inserti64x4(_mm512_castsi256_si512(l[0]), l[1], 1);
+            }
+            transpose16(hi);
+            transpose16(lo);
+            for (int k = 0; k < 16; k++) {
+                _mm512_storeu_si512(w_hi + (size_t)(i / 2 + k) * AMX_ROWS + half, hi[k]);
+                _mm512_storeu_si512(w_lo + (size_t)(i / 2 + k) * AMX_ROWS + half, lo[k]);
+            }
+        }
+    return special;
+}
+
+/* C tile's sums (c[l][j], position t + l, output o + j) of n positions and `rows` outputs to the
+ * outputs, those of a special row (a bit of `rows_special`) or position (of positions_special)
+ * taken plainly */
+AMX_TARGET static void split_store(const Matmul *m, int o, int rows, int t, int n, float c[16][16], uint32_t rows_special,
+                                   const uint64_t *positions_special) {
+    const __mmask16 valid = (__mmask16)((1u << rows) - 1);
+    for (int l = 0; l < n; l++) {
+        const bool position_special = positions_special[(t + l) / 64] >> (t + l) % 64 & 1;
+        if (position_special || (rows_special & valid))
+            for (int j = 0; j < rows; j++)
+                if (position_special || rows_special >> j & 1) {
+                    const uint16_t *w = (const uint16_t *)((const uint8_t *)m->w + (size_t)(o + j) * m->row_bytes);
+                    const float *x = m->in + (size_t)(t + l) * m->n_in;
+                    float y = 0.0f;
+                    for (int i = 0; i < m->n_in; i++) y += f16_to_f32(w[i]) * x[i];
+                    c[l][j] = y;
+                }
+        float *out = m->out + (size_t)(t + l) * m->n_out + o;
+        __m512 y = _mm512_loadu_ps(c[l]);
+        if (m->bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(valid, m->bias + o));
+        if (m->epilogue == ACCUMULATE) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(valid, out));
+        _mm512_mask_storeu_ps(out, valid, y);
+    }
+}
+
+/* The 4 C tiles += A (tiles 4, 5: positions t, t + 16, from a) × B (tiles 6, 7: outputs o,
+ * o + 16, from b), A already loaded if !load_a; with one position tile (!two), C tiles 0, 1 */
+#define SPLIT_PRODUCTS(load_a, a, b)                                 \
+    do {                                                             \
+        if (load_a) AMX_LOAD(4, a, a_stride);                        \
+        AMX_LOAD(6, b, b_stride);                                    \
+        AMX_LOAD(7, (b) + 16, b_stride);                             \
+        AMX_DPBF16PS(0, 4, 6);                                       \
+        AMX_DPBF16PS(1, 4, 7);                                       \
+        if (two) {                                                   \
+            if (load_a) AMX_LOAD(5, (a) + 16 * a_row, a_stride);     \
+            AMX_DPBF16PS(2, 5, 6);                                   \
+            AMX_DPBF16PS(3, 5, 7);                                   \
+        }                                                            \
+    } while (0)
+
+AMX_TARGET static void split_amx_task(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    uint32_t *w_hi = (uint32_t *)(m->w_tiles + (size_t)thread * split_tile_floats(m->n_in)), *w_lo = w_hi + (size_t)m->n_in / 2 * AMX_ROWS;
+    const size_t a_row = split_row(m->n_in), a_stride = 2 * a_row, b_stride = AMX_ROWS * sizeof(uint32_t);
+    const uint16_t *x_hi = (const uint16_t *)m->in_t, *x_lo = x_hi + (size_t)m->T_padded * a_row + 32;
+    AmxConfig config = {.palette = 1};  /* tiles 0-3: C, 4-5: A (activations' parts), 6-7: B (weights' parts) */
+    for (int i = 0; i < 8; i++) config.bytes_per_row[i] = 64, config.rows[i] = 16;
+    uint64_t positions_special[AMX_BATCH / 64] = {0};  /* (T ≤ AMX_BATCH) */
+    for (int block = 0; block < m->n_in / 16; block++)
+        for (int t = 0; t < m->T; t++) positions_special[t / 64] |= (uint64_t)(m->xq[(size_t)block * m->T_padded + t] != 0) << t % 64;
+    float c[16][16];
+    AMX_STATE;
+    AMX_CONFIG(&config);
+    for (int o = begin; o < end; o += AMX_ROWS) {
+        const int rows = end - o < AMX_ROWS ? end - o : AMX_ROWS;
+        const uint32_t rows_special = split_rows(m, o, end, w_hi, w_lo);
+        /* the next block's rows, to L2 while the last positions' products run: split_rows reads
+         * 16 rows at a time a line of each, which the hardware's prefetchers did not foresee, and
+         * lines fetched earlier, during the first positions, were gone by then (prompts of 128 on
+         * one core: 950 tokens/s without, 1100-1200 with) */
+        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + AMX_ROWS) * m->row_bytes;
+        const uint8_t *next_end = o + AMX_ROWS < end ? next + (size_t)(end - o - AMX_ROWS < AMX_ROWS ? end - o - AMX_ROWS : AMX_ROWS) * m->row_bytes : next;
+        const size_t next_step = 64 * (size_t)AMX_ROWS;  /* bytes a step of 32 channels (2 · 32 · 32 rows) */
+        for (int t = 0; t < m->T_padded; t += 32) {
+            const bool two = t + 32 <= m->T_padded;  /* 32 positions, or the last 16 */
+            AMX_ZERO(0);
+            AMX_ZERO(1);
+            AMX_ZERO(2);
+            AMX_ZERO(3);
+            for (int k = 0; k < m->n_in; k += 32) {
+                const size_t a = (size_t)t * a_row + (size_t)k, b = (size_t)(k / 2) * AMX_ROWS;
+                if (t + 32 >= m->T_padded)
+                    for (const uint8_t *line_end = next + next_step; next < next_end && next < line_end; next += 64)
+                        _mm_prefetch((const char *)next, _MM_HINT_T1);
+                SPLIT_PRODUCTS(true, x_lo + a, w_hi + b);
+                AMX_LOAD(4, x_hi + a, a_stride);  /* (the B tiles, w_hi's, stay) */
+                AMX_DPBF16PS(0, 4, 6);
+                AMX_DPBF16PS(1, 4, 7);
+                if (two) {
+                    AMX_LOAD(5, x_hi + a + 16 * a_row, a_stride);
+                    AMX_DPBF16PS(2, 5, 6);
+                    AMX_DPBF16PS(3, 5, 7);
+                }
+                SPLIT_PRODUCTS(false, x_hi + a, w_lo + b);
+            }
+            /* positions t … (C tiles 0, 1) and t + 16 … (2, 3); padding rows and positions are dropped */
+#define SPLIT_STORE(C, r, t_tile)                                                                                         \
+    if ((r) < rows && (t_tile) < m->T) {                                                                                 \
+        AMX_STORE(C, &c[0][0], 64);                                                                                      \
+        split_store(m, o + (r), rows - (r) < 16 ? rows - (r) : 16, t_tile, m->T - (t_tile) < 16 ? m->T - (t_tile) : 16, c, \
+                    rows_special >> (r), positions_special);                                                             \
+    }
+            SPLIT_STORE(0, 0, t);
+            SPLIT_STORE(1, 16, t);
+            if (two) {
+                SPLIT_STORE(2, 0, t + 16);
+                SPLIT_STORE(3, 16, t + 16);
+            }
+#undef SPLIT_STORE
+        }
+    }
+    AMX_RELEASE();
+    matmul_finish(m, begin, end);
+}
+#undef SPLIT_PRODUCTS
+
 /* A batch on bf16 or integer products: `prepare` lays the activations out, one task item per
  * `channels` input channels, then `task` takes groups of `unit` rows. */
 static void tiled_matmul(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w, const float *bias,
@@ -1730,10 +1964,9 @@ static void tiled_matmul(gpt2_pool *pool, const MatmulScratch *scratch, float *o
 }
 
 /* The AVX-512 kernels, but for a batch of bf16 weights: AVX-512 BF16; or AMX, which takes batches
- * of bf16, q8_0 and q4_0 weights. f32 and f16 stay on the FMA: exact on tiles, their products
- * need each float split into 3 bf16 parts and 5 or 6 tile products a weight, and on a Xeon with
- * AMX that ran slower than AVX-512 (prompts of 128: 351 against 563 tokens/s for f32 on one
- * core), splitting the weights again for every batch costing as much as the products. */
+ * of f16, bf16, q8_0 and q4_0 weights. f32 stays on the FMA: exact on tiles, its products need
+ * each float split into 3 bf16 parts and 6 tile products a weight, and on a Xeon with AMX that
+ * ran slower than AVX-512 (prompts of 128: 351 against 563 tokens/s on one core). */
 static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
                               const float *bias, int T, Epilogue epilogue) {
     if (w->dtype == GPT2_BF16 && T >= BATCH_MIN)
@@ -1743,8 +1976,11 @@ static void matmul_avx512bf16(gpt2_pool *pool, const MatmulScratch *scratch, flo
 }
 static void matmul_amx(gpt2_pool *pool, const MatmulScratch *scratch, float *out, const float *in, const Tensor *w,
                        const float *bias, int T, Epilogue epilogue) {
-    if (T < BATCH_MIN || w->cols % 32 != 0 || w->dtype == GPT2_F32 || w->dtype == GPT2_F16)
+    if (T < BATCH_MIN || w->cols % 32 != 0 || w->dtype == GPT2_F32 || (w->dtype == GPT2_F16 && T < SPLIT_MIN_POSITIONS))
         matmul_avx512bf16(pool, scratch, out, in, w, bias, T, epilogue);
+    else if (w->dtype == GPT2_F16)
+        tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, split_batch_task, TRANSPOSE_CHANNELS, split_amx_task, AMX_ROWS,
+                     scratch->positions);
     else if (w->dtype == GPT2_BF16)
         tiled_matmul(pool, scratch, out, in, w, bias, T, epilogue, bf16_pairs_task, TRANSPOSE_CHANNELS, bf16_amx_task, AMX_ROWS,
                      scratch->positions);
@@ -1779,9 +2015,45 @@ static bool amx_int8_check(gpt2_dtype type) {
     return !memcmp(out, want, sizeof out);
 }
 
+/* Whether the split products give f16 sums to the bit where every sum is exact: 40 rows (a
+ * block of 32 and 8 of the next) of 32 channels × 20 positions (two position tiles, the second
+ * part padding), once with weights of 10 bits (both their parts) by small integers, once the
+ * other way round (both the activations' parts). */
+static bool amx_split_check(void) {
+    enum { ROWS = 40, COLS = 32, T = 20, T_PADDED = 32 };
+    uint16_t w[ROWS][COLS];
+    float x[T][COLS], out[T][ROWS], want[T][ROWS], tile[32 * COLS];
+    uint16_t pairs[2 * T_PADDED * (COLS + 32) + 32];
+    int8_t special[COLS / 16 * T_PADDED];
+    for (int rich_x = 0; rich_x < 2; rich_x++) {
+        /* |sums| < 32 · 4 · 1007 < 2²⁴: integers, exact in any order */
+        for (int r = 0; r < ROWS; r++)
+            for (int i = 0; i < COLS; i++) {
+                const int small = (r * 7 + i * 3) % 9 - 4;
+                w[r][i] = f32_to_f16((float)(rich_x ? small : small * 251 + 1));
+            }
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < COLS; i++) {
+                const int small = (t * 5 + i * 13) % 9 - 4;
+                x[t][i] = (float)(rich_x ? small * 251 + 3 : small);
+            }
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < ROWS; r++) {
+                want[t][r] = 0;
+                for (int i = 0; i < COLS; i++) want[t][r] += f16_to_f32(w[r][i]) * x[t][i];
+            }
+        Matmul m = {.out = &out[0][0], .in = &x[0][0], .in_t = (float *)pairs, .T_padded = T_PADDED, .w = w, .dtype = GPT2_F16,
+                    .row_bytes = sizeof w[0], .w_tiles = tile, .xq = special, .T = T, .n_in = COLS, .n_out = ROWS, .epilogue = STORE};
+        split_batch_task(&m, 0, COLS / 16, 0);
+        split_amx_task(&m, 0, ROWS, 0);
+        if (memcmp(out, want, sizeof out)) return false;
+    }
+    return true;
+}
+
 /* Whether the AMX kernels compute what they should: for bf16, 32 rows of 64 channels × 20
  * positions (two position tiles, the second part padding) against plain sums of the same rounded
- * products; for q8_0 and q4_0, amx_int8_check. */
+ * products; for f16, amx_split_check; for q8_0 and q4_0, amx_int8_check. */
 static bool amx_self_check(void) {
     enum { ROWS = 32, COLS = 64, T = 20 };
     uint16_t w[ROWS][COLS];
@@ -1800,7 +2072,7 @@ static bool amx_self_check(void) {
                 .row_bytes = sizeof w[0], .T = T, .n_in = COLS, .n_out = ROWS, .epilogue = STORE};
     bf16_pairs_task(&m, 0, COLS / TRANSPOSE_CHANNELS, 0);
     bf16_amx_task(&m, 0, ROWS, 0);
-    return !memcmp(out, want, sizeof out) && amx_int8_check(GPT2_Q8_0) && amx_int8_check(GPT2_Q4_0);
+    return !memcmp(out, want, sizeof out) && amx_split_check() && amx_int8_check(GPT2_Q8_0) && amx_int8_check(GPT2_Q4_0);
 }
 
 #if defined(__linux__)
@@ -2066,8 +2338,8 @@ static bool context_sizes(const gpt2_config *c, int n_ctx, int key_stride, int n
     if (!mul_u64(LC, (uint64_t)key_stride, &k_cache) || !mul_u64(LC, (uint64_t)n_ctx, &v_cache)) return false;
     /* the matmuls' scratch: the transposed batch, a tile of weight rows per thread, and the
      * quantized batch (a byte per value, and two 4-byte numbers per block of 32) */
-    const uint64_t scratch = ((uint64_t)4 * c->n_embd + QBLOCK) * (in_t_floats_per_channel(batch) + (uint64_t)n_threads * TILE_FLOATS_PER_CHANNEL) +
-                             (uint64_t)n_threads * MAX_TILE_ROWS * TILE_ROW_PAD + (uint64_t)c->n_embd * batch * 2;
+    const uint64_t scratch = in_t_floats(4 * c->n_embd, batch) + (uint64_t)n_threads * thread_tile_floats(4 * c->n_embd, batch) +
+                             (uint64_t)c->n_embd * batch * 2;
     const uint64_t scores = (uint64_t)n_threads * ATT_QUERIES * (uint64_t)key_stride, logits = (uint64_t)c->vocab_size;
     const uint64_t tokens = (uint64_t)n_ctx + 1;
     /* the cache's elements are kv_size bytes, the others 4 (float or int); x, xn and attn are
