@@ -439,7 +439,7 @@ static void test_matmul_kernels(void) {
                     const int T = batches[bi];
                     for (int i = 0; i < T * rows; i++) ref[i] = out[i] = (float)i * 1e-3f;  /* what ACCUMULATE adds to */
                     kernels_table_scalar.matmul(pool, &scratch, ref, in, &w, bias, T, (Epilogue)e);
-                    scratch.stream_to_l1 = (bi + e) % 2;  /* decoding's prefetches to L2 and to L1, in turn */
+                    scratch.stream_to_l1 = (bi + e) % 2 ? ~0u : 0;  /* decoding's prefetches to L2 and to L1, in turn */
                     for (size_t k = 0; k < sizeof kernel_sets / sizeof *kernel_sets; k++) {
                         if (kernel_sets[k] == &kernels_table_scalar || !cpu_has(kernel_sets[k]->name)) continue;
                         for (int i = 0; i < T * rows; i++) out[i] = (float)i * 1e-3f;
