@@ -473,6 +473,61 @@ static void test_matmul_kernels(void) {
     gpt2_pool_free(pool);
 }
 
+/* Infinities and NaNs in the weights (f32, f16, bf16, which can hold them): a row with +inf, one
+ * with a NaN, one with −inf, one with both infinities (a NaN sum), and a position whose value
+ * at the +inf channel is 0 (inf · 0: NaN). Every kernel set gives the special values plain C
+ * gives, and the other sums within 1e-5 of Σ |w·x| (f16 on AMX splits each weight: these rows'
+ * sums are taken plainly). */
+static void test_special_weights(void) {
+    enum { ROWS = 70, COLS = 96, MAX_T = 40 };
+    static const int batches[] = {1, 4, 17, 40};
+    char err[GPT2_ERR_MAX];
+    gpt2_pool *pool = gpt2_pool_new(2, err, sizeof err);
+    MatmulScratch scratch;
+    if (!pool || !matmul_scratch_init(&scratch, 2, COLS, AMX_BATCH)) { printf("FAIL %s\n", err); exit(1); }
+    static float weights[ROWS * COLS], in[MAX_T * COLS], ref[MAX_T * ROWS], out[MAX_T * ROWS];
+    static double size[MAX_T * ROWS];
+    uint64_t rng = 5;
+    for (int i = 0; i < ROWS * COLS; i++) weights[i] = (float)(random_uniform(&rng) - 0.5);
+    for (int i = 0; i < MAX_T * COLS; i++) in[i] = (float)(random_uniform(&rng) - 0.5);
+    weights[3 * COLS + 5] = INFINITY, weights[20 * COLS + 9] = NAN, weights[40 * COLS] = -INFINITY;
+    weights[45 * COLS + 2] = INFINITY, weights[45 * COLS + 7] = -INFINITY;
+    in[5 * COLS + 5] = 0.0f;
+    for (int t = 0; t < MAX_T; t++)
+        for (int o = 0; o < ROWS; o++) {
+            size[t * ROWS + o] = 1.0;
+            for (int c = 0; c < COLS; c++) {
+                const double p = fabs((double)weights[o * COLS + c] * in[t * COLS + c]);
+                if (isfinite(p)) size[t * ROWS + o] += p;
+            }
+        }
+    int checked = 0;
+    for (int type = GPT2_F32; type <= GPT2_BF16; type++) {
+        const size_t row_bytes = (dtype_row_bytes((gpt2_dtype)type, COLS) + 63) / 64 * 64;
+        uint8_t *data = aligned_alloc(64, ROWS * row_bytes);
+        for (int r = 0; r < ROWS; r++) quantize_row((gpt2_dtype)type, weights + r * COLS, COLS, data + r * row_bytes, row_bytes);
+        const Tensor w = {(gpt2_dtype)type, ROWS, COLS, row_bytes, data};
+        for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++) {
+            const int T = batches[bi];
+            kernels_table_scalar.matmul(pool, &scratch, ref, in, &w, NULL, T, STORE);
+            for (size_t k = 0; k < sizeof kernel_sets / sizeof *kernel_sets; k++) {
+                if (kernel_sets[k] == &kernels_table_scalar || !cpu_has(kernel_sets[k]->name)) continue;
+                kernel_sets[k]->matmul(pool, &scratch, out, in, &w, NULL, T, STORE);
+                int wrong = 0;
+                for (int i = 0; i < T * ROWS; i++)
+                    if (isnan(ref[i]) ? !isnan(out[i]) : isinf(ref[i]) ? out[i] != ref[i] : !(fabs((double)out[i] - ref[i]) <= 1e-5 * size[i])) wrong++;
+                CHECK(!wrong, "special weights, %s, %d positions: %s differs from plain C at %d outputs", gpt2_dtype_name((gpt2_dtype)type), T,
+                      kernel_sets[k]->name, wrong);
+                checked++;
+            }
+        }
+        free(data);
+    }
+    printf("special weights: inf, -inf and NaN in f32, f16 and bf16 rows, %d (type, batch, kernel set) as plain C gives them\n", checked);
+    matmul_scratch_free(&scratch);
+    gpt2_pool_free(pool);
+}
+
 /* The fixtures are narrow (at most 8 blocks of 32 in a row); GPT-2's rows are 24 and 96 blocks.
  * On a random model with rows of 25 and 100 blocks (odd counts, and groups of 16 with some
  * left over), every kernel set agrees with plain C for every type (kernel_agreement), over 150
@@ -539,6 +594,7 @@ int main(int argc, char **argv) {
     test_halves();
     test_blocks();
     test_matmul_kernels();
+    test_special_weights();
     for (int i = 1; i + 2 < argc; i += 2) {
         if (!strcmp(argv[i], "--wide")) test_wide(argv[i + 1], argv[argc - 1]);
         else test_models(argv[i], argv[i + 1], argv[argc - 1]);
