@@ -1080,8 +1080,7 @@ int gpt2_pool_threads(const gpt2_pool *p) { return p->n_threads; }
  * scale a block of 32 (36 bytes a channel; AMX's 16 unpacked q4_0 rows take less) */
 #define TILE_FLOATS_PER_CHANNEL 9  /* max(MAX_TILE_ROWS, 36 / 4) */
 /* The batch laid out for the matmul, in floats per input channel: transposed (MATMUL_POSITIONS
- * and a vector), or bf16 pairs (half a float a position), two planes of them for f16 on AMX, for
- * as many positions as a pass takes */
+ * and a vector), or bf16 pairs (half a float a position, for as many as a pass takes) */
 static size_t in_t_floats_per_channel(int positions) { return positions / 2 > MATMUL_POSITIONS + 16 ? (size_t)positions / 2 : MATMUL_POSITIONS + 16; }
 /* Widened rows lie TILE_ROW_PAD floats past a multiple of 32 apart: rows a multiple of 4 KB
  * apart (3072 channels: 12 KB) would share one set of the L1 cache, and the 8 rows of a tile
@@ -1572,6 +1571,7 @@ BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int threa
 #define AMX_DPBSSD(c, a, b) _tile_dpbssd(c, a, b)
 #define AMX_DPBUSD(c, a, b) _tile_dpbusd(c, a, b)
 #endif
+#define AMX_ZERO_SUMS() do { AMX_ZERO(0); AMX_ZERO(1); AMX_ZERO(2); AMX_ZERO(3); } while (0)  /* tiles 0-3: C */
 #define AMX_ROWS 32
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_row[16]; uint8_t rows[16]; } AmxConfig;
 
@@ -1599,10 +1599,7 @@ AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) 
         const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes, *w16 = w + 16 * m->row_bytes;
         for (int t = 0; t < m->T_padded; t += 32) {
             const bool two = t + 32 <= m->T_padded;  /* 32 positions, or the last 16 */
-            AMX_ZERO(0);
-            AMX_ZERO(1);
-            AMX_ZERO(2);
-            AMX_ZERO(3);
+            AMX_ZERO_SUMS();
             for (int k = 0; k < m->n_in; k += 32) {
                 const uint32_t *b = pairs + (size_t)(k / 2) * m->T_padded + t;
                 AMX_LOAD(4, w + 2 * (size_t)k, m->row_bytes);
@@ -1869,12 +1866,13 @@ AMX_TARGET static void split_store(const Matmul *m, int o, int rows, int t, int 
 }
 
 /* The 4 C tiles += A (tiles 4, 5: positions t, t + 16, from a) × B (tiles 6, 7: outputs o,
- * o + 16, from b), A already loaded if !load_a; with one position tile (!two), C tiles 0, 1 */
-#define SPLIT_PRODUCTS(load_a, a, b)                                 \
+ * o + 16, from b), A or B already loaded if !load_a or !load_b; with one position tile (!two),
+ * C tiles 0, 1 */
+#define SPLIT_PRODUCTS(a, load_a, b, load_b)                         \
     do {                                                             \
         if (load_a) AMX_LOAD(4, a, a_stride);                        \
-        AMX_LOAD(6, b, b_stride);                                    \
-        AMX_LOAD(7, (b) + 16, b_stride);                             \
+        if (load_b) AMX_LOAD(6, b, b_stride);                        \
+        if (load_b) AMX_LOAD(7, (b) + 16, b_stride);                 \
         AMX_DPBF16PS(0, 4, 6);                                       \
         AMX_DPBF16PS(1, 4, 7);                                       \
         if (two) {                                                   \
@@ -1904,30 +1902,20 @@ AMX_TARGET static void split_amx_task(void *arg, int begin, int end, int thread)
          * 16 rows at a time a line of each, which the hardware's prefetchers did not foresee, and
          * lines fetched earlier, during the first positions, were gone by then (prompts of 128 on
          * one core: 950 tokens/s without, 1100-1200 with) */
-        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + AMX_ROWS) * m->row_bytes;
-        const uint8_t *next_end = o + AMX_ROWS < end ? next + (size_t)(end - o - AMX_ROWS < AMX_ROWS ? end - o - AMX_ROWS : AMX_ROWS) * m->row_bytes : next;
+        const int next_rows = end - (o + AMX_ROWS) < 0 ? 0 : end - (o + AMX_ROWS) < AMX_ROWS ? end - (o + AMX_ROWS) : AMX_ROWS;
+        const uint8_t *next = (const uint8_t *)m->w + (size_t)(o + AMX_ROWS) * m->row_bytes, *next_end = next + (size_t)next_rows * m->row_bytes;
         const size_t next_step = 64 * (size_t)AMX_ROWS;  /* bytes a step of 32 channels (2 · 32 · 32 rows) */
         for (int t = 0; t < m->T_padded; t += 32) {
             const bool two = t + 32 <= m->T_padded;  /* 32 positions, or the last 16 */
-            AMX_ZERO(0);
-            AMX_ZERO(1);
-            AMX_ZERO(2);
-            AMX_ZERO(3);
+            AMX_ZERO_SUMS();
             for (int k = 0; k < m->n_in; k += 32) {
                 const size_t a = (size_t)t * a_row + (size_t)k, b = (size_t)(k / 2) * AMX_ROWS;
                 if (t + 32 >= m->T_padded)
                     for (const uint8_t *line_end = next + next_step; next < next_end && next < line_end; next += 64)
                         _mm_prefetch((const char *)next, _MM_HINT_T1);
-                SPLIT_PRODUCTS(true, x_lo + a, w_hi + b);
-                AMX_LOAD(4, x_hi + a, a_stride);  /* (the B tiles, w_hi's, stay) */
-                AMX_DPBF16PS(0, 4, 6);
-                AMX_DPBF16PS(1, 4, 7);
-                if (two) {
-                    AMX_LOAD(5, x_hi + a + 16 * a_row, a_stride);
-                    AMX_DPBF16PS(2, 5, 6);
-                    AMX_DPBF16PS(3, 5, 7);
-                }
-                SPLIT_PRODUCTS(false, x_hi + a, w_lo + b);
+                SPLIT_PRODUCTS(x_lo + a, true, w_hi + b, true);
+                SPLIT_PRODUCTS(x_hi + a, true, w_hi + b, false);
+                SPLIT_PRODUCTS(x_hi + a, false, w_lo + b, true);
             }
             /* positions t … (C tiles 0, 1) and t + 16 … (2, 3); padding rows and positions are dropped */
 #define SPLIT_STORE(C, r, t_tile)                                                                                         \
@@ -2099,7 +2087,7 @@ static bool amx_granted(void) {
  * whose unpacking of nibbles then had its lines at hand (one core of a Xeon with AMX: 240 → 265-275
  * tokens/s, two 470-490 → 500-515; q8_0 was 8-10% slower on one core, f16 the same); L2
  * elsewhere (Zen 4 measured). */
-static unsigned decode_prefetch_to_l1(void) {
+static unsigned decode_prefetch_to_l1_types(void) {
 #if defined(X86_VARIANTS)
     unsigned a, b, c, d;
     if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
@@ -2416,7 +2404,7 @@ gpt2_context *gpt2_context_new(const gpt2_model *m, const gpt2_context_params *p
     ctx->qkv = malloc(3 * s.batch_C * sizeof(float));
     ctx->fc = malloc(4 * s.batch_C * sizeof(float));
     bool scratch = matmul_scratch_init(&ctx->mm, ctx->pool->n_threads, 4 * c->n_embd, ctx->k->batch);
-    ctx->mm.stream_to_l1 = decode_prefetch_to_l1();
+    ctx->mm.stream_to_l1 = decode_prefetch_to_l1_types();
     ctx->scores = malloc(s.scores * sizeof(float));
     ctx->logits = malloc(s.logits * sizeof(float));
     if (!ctx->tokens || !ctx->k_cache || !ctx->v_cache || !ctx->x || !ctx->xn || !ctx->attn || !ctx->qkv || !ctx->fc ||
