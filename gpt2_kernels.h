@@ -33,8 +33,8 @@
 #define vec_sum(v) _mm512_reduce_add_ps(v)
 #define vec_load_f16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define vec_load_bf16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
-#define BATCH_ROWS 8  /* a batched tile: 8 weight rows × 2 vectors of positions = 16 accumulators */
-#define BATCH_VECS 2
+#define BATCH_ROWS 6  /* a batched tile: 6 weight rows × 4 vectors of positions = 24 accumulators */
+#define BATCH_VECS 4
 #define KERNELS_NAME "avx512"
 #elif KERNELS_ISA == ISA_AVX2
 #define VEC_WIDTH 8
@@ -638,7 +638,11 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
         const uint8_t *next = o + 2 * BATCH_ROWS <= end ? (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes : NULL;
         int t = 0;
         for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS, t ? NULL : next, step);
-        for (; t < m->T_padded; t += VEC_WIDTH) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, t ? NULL : next, step);
+        const int left = (m->T_padded - t) / VEC_WIDTH;  /* fewer than BATCH_VECS (≤ 4) vectors: one tile */
+        const uint8_t *prefetch = t ? NULL : next;
+        if (left == 3) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 3, prefetch, step);
+        if (left == 2) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 2, prefetch, step);
+        if (left == 1) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, prefetch, step);
     }
     for (; o < end; o++) {
         const float *w = KERNEL(f32_rows)(m, o, 1, thread, &ws);
