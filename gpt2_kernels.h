@@ -638,11 +638,13 @@ static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread)
         const uint8_t *next = o + 2 * BATCH_ROWS <= end ? (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes : NULL;
         int t = 0;
         for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS, t ? NULL : next, step);
-        const int left = (m->T_padded - t) / VEC_WIDTH;  /* fewer than BATCH_VECS (≤ 4) vectors: one tile */
+        _Static_assert(BATCH_VECS <= 4, "the vectors left after the whole tiles are 1, 2 or 3");
         const uint8_t *prefetch = t ? NULL : next;
-        if (left == 3) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 3, prefetch, step);
-        if (left == 2) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 2, prefetch, step);
-        if (left == 1) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, prefetch, step);
+        switch ((m->T_padded - t) / VEC_WIDTH) {  /* what is left, as one tile */
+        case 3: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 3, prefetch, step); break;
+        case 2: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 2, prefetch, step); break;
+        case 1: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, prefetch, step); break;
+        }
     }
     for (; o < end; o++) {
         const float *w = KERNEL(f32_rows)(m, o, 1, thread, &ws);
