@@ -1297,20 +1297,33 @@ typedef struct {
 static void kv_append_task(void *arg, int begin, int end, int thread) {
     const KvAppend *a = arg;
     (void)thread;
-    /* channel by channel for the keys: a block's row is written in order, position by position */
-    for (int i = begin; i < end; i++)
-        for (int t = 0; t < a->T; t++) {
-            const size_t at = key_index(i, a->pos + t, a->HS, a->key_stride);
-            const float key = a->qkv[(size_t)t * 3 * a->C + a->C + i];
-            if (a->f16) ((uint16_t *)a->k_cache)[at] = f32_to_f16(key);
-            else ((float *)a->k_cache)[at] = key;
-        }
+    /* The keys a block of positions at a time, channel by channel: each block row is written
+     * in order, from the block's positions' rows of qkv. (Channel by channel over all T
+     * positions, those rows are 9 KB apart for GPT-2, so 128 of them fall in 4 sets of the L1
+     * cache and the reads missed. With that order and a division a value below, appending took
+     * 6.3% of a q8_0 prompt of 128 on one core of a Xeon; 2.6% in these orders.) */
+    for (int t0 = 0, t1; t0 < a->T; t0 = t1) {
+        t1 = t0 + KEY_BLOCK - (a->pos + t0) % KEY_BLOCK;
+        if (t1 > a->T) t1 = a->T;
+        for (int i = begin; i < end; i++)
+            for (int t = t0; t < t1; t++) {
+                const size_t at = key_index(i, a->pos + t, a->HS, a->key_stride);
+                const float key = a->qkv[(size_t)t * 3 * a->C + a->C + i];
+                if (a->f16) ((uint16_t *)a->k_cache)[at] = f32_to_f16(key);
+                else ((float *)a->k_cache)[at] = key;
+            }
+    }
+    /* the values position by position, in runs: a head's channels of a position are consecutive
+     * in the cache (one division a run, not one a value) */
     for (int t = 0; t < a->T; t++) {
         const float *value = a->qkv + (size_t)t * 3 * a->C + 2 * a->C;
-        for (int i = begin; i < end; i++) {
-            const size_t at = ((size_t)(i / a->HS) * a->n_ctx + a->pos + t) * a->HS + i % a->HS;
-            if (a->f16) ((uint16_t *)a->v_cache)[at] = f32_to_f16(value[i]);
-            else ((float *)a->v_cache)[at] = value[i];
+        for (int i = begin, run; i < end; i += run) {
+            const int h = i / a->HS, d = i % a->HS;
+            run = end - i < a->HS - d ? end - i : a->HS - d;
+            const size_t at = ((size_t)h * a->n_ctx + a->pos + t) * a->HS + d;
+            if (a->f16)
+                for (int j = 0; j < run; j++) ((uint16_t *)a->v_cache)[at + j] = f32_to_f16(value[i + j]);
+            else memcpy((float *)a->v_cache + at, value + i, (size_t)run * sizeof(float));
         }
     }
 }
