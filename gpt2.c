@@ -1607,22 +1607,26 @@ typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_ro
  * store took 12% of a q4_0 prompt). */
 AMX_TARGET static void amx_store_sums(const Matmul *m, int o, int t, int n, float c[16][16]) {
     __m512 v[16], u[16];
-    for (int r = 0; r < 16; r++) v[r] = _mm512_loadu_ps(c[r]);
-    for (int r = 0; r < 16; r += 2) u[r] = _mm512_unpacklo_ps(v[r], v[r + 1]), u[r + 1] = _mm512_unpackhi_ps(v[r], v[r + 1]);
+    for (int r = 0; r < 16; r += 2) {  /* (loaded here: gcc made a loop of loads alone a call to memcpy) */
+        const __m512 a = _mm512_loadu_ps(c[r]), b = _mm512_loadu_ps(c[r + 1]);
+        u[r] = _mm512_unpacklo_ps(a, b), u[r + 1] = _mm512_unpackhi_ps(a, b);
+    }
     for (int r = 0; r < 16; r += 4) {  /* v[r + j], in 128-bit lane k: rows r … r + 3 at position 4k + j */
         v[r] = _mm512_shuffle_ps(u[r], u[r + 2], 0x44), v[r + 1] = _mm512_shuffle_ps(u[r], u[r + 2], 0xEE);
         v[r + 2] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0x44), v[r + 3] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0xEE);
     }
-    for (int j = 0; j < 4; j++) {  /* u[4k + j], lane g = v[4g + j], lane k */
+    for (int j = 0; j < 4; j++) {  /* in place: v[4k + j], lane g = (before) v[4g + j], lane k */
         const __m512 s0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x44), s1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xEE);
         const __m512 s2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x44), s3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xEE);
-        u[j] = _mm512_shuffle_f32x4(s0, s2, 0x88), u[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
-        u[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88), u[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+        v[j] = _mm512_shuffle_f32x4(s0, s2, 0x88), v[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+        v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88), v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
     }
     const __m512 bias = m->bias ? _mm512_loadu_ps(m->bias + o) : _mm512_setzero_ps();
-    for (int l = 0; l < n; l++) {
+#pragma GCC unroll 16  /* (so that v[l] is a register: as a loop to n, gcc spilled the tile to the stack) */
+    for (int l = 0; l < 16; l++) {
+        if (l >= n) break;
         float *out = m->out + (size_t)(t + l) * m->n_out + o;
-        const __m512 y = _mm512_add_ps(u[l], bias);
+        const __m512 y = _mm512_add_ps(v[l], bias);
         _mm512_storeu_ps(out, m->epilogue == ACCUMULATE ? _mm512_add_ps(_mm512_loadu_ps(out), y) : y);
     }
 }
