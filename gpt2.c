@@ -1601,10 +1601,8 @@ typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_ro
 /* A tile of sums c[r][l], 16 outputs o … o + 15 (r) at 16 positions t … (l), to the outputs of
  * the first n positions: the same as matmul_store_tile, with a position's 16 outputs as one
  * vector, the tile transposed in registers (pairs, then quads within 128-bit lanes, then the
- * lanes). Element by element it took 9-13% of a q8_0 prompt on one core of a Xeon: the
- * transpose made bf16 and q8_0 prompts 8-18% faster. Compiled for the AMX kernels'
- * instructions like its callers (as plain x86-64 in the portable build, the element-by-element
- * store took 12% of a q4_0 prompt). */
+ * lanes). Element by element, through matmul_store_tile, it took 9-13% of a q8_0 prompt on one
+ * core of a Xeon: the transpose made bf16 and q8_0 prompts 8-18% faster. */
 AMX_TARGET static void amx_store_sums(const Matmul *m, int o, int t, int n, float c[16][16]) {
     __m512 v[16], u[16];
     for (int r = 0; r < 16; r += 2) {  /* (loaded here: gcc made a loop of loads alone a call to memcpy) */
