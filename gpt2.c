@@ -1200,14 +1200,12 @@ static inline size_t prefetch_ahead(size_t row_bytes, int rows) {
 static inline void matmul_store_tile(const Matmul *m, int o, int rows, int t, int n, const float *tile, int stride) {
     /* position by position, so each output line is written once: a tile's positions lie n_out
      * floats apart, which for n_out = 3072 is 12 KB, one L1 set for all of them */
-    float b[MAX_TILE_ROWS];
-    for (int r = 0; r < rows; r++) b[r] = m->bias ? m->bias[o + r] : 0.0f;
     for (int l = 0; l < n; l++) {
         float *out = m->out + (size_t)(t + l) * m->n_out + o;
-        if (m->epilogue == ACCUMULATE)
-            for (int r = 0; r < rows; r++) out[r] += tile[(size_t)r * stride + l] + b[r];
-        else
-            for (int r = 0; r < rows; r++) out[r] = tile[(size_t)r * stride + l] + b[r];
+        for (int r = 0; r < rows; r++) {
+            const float y = tile[(size_t)r * stride + l] + (m->bias ? m->bias[o + r] : 0.0f);
+            out[r] = m->epilogue == ACCUMULATE ? out[r] + y : y;
+        }
     }
 }
 
@@ -1533,8 +1531,9 @@ BF16_TARGET static ALWAYS_INLINE void bf16_step(__m512 acc[BF16_ROWS][BF16_VECS]
     }
 }
 
-/* Outputs o … o + rows - 1 at positions t … t + 16·vecs - 1, from the bf16 rows at w. */
-BF16_TARGET static ALWAYS_INLINE void bf16_tile(const Matmul *m, const uint8_t *w, int o, int t, const int rows, const int vecs,
+/* Sums of rows × 16·vecs positions from t, from the bf16 rows at w, into sums[r][0, 16·vecs)
+ * (rows MATMUL_POSITIONS floats apart). */
+BF16_TARGET static ALWAYS_INLINE void bf16_tile(const Matmul *m, const uint8_t *w, float *sums, int t, const int rows, const int vecs,
                                                 const uint8_t *prefetch, size_t prefetch_step) {
     const uint32_t *pairs = (const uint32_t *)m->in_t + t;
     const size_t K = (size_t)m->n_in / 2;
@@ -1546,25 +1545,39 @@ BF16_TARGET static ALWAYS_INLINE void bf16_tile(const Matmul *m, const uint8_t *
         bf16_step(acc, m, pairs, w, k, rows, vecs, true);
     }
     if (m->n_in % 2) bf16_step(acc, m, pairs, w, K, rows, vecs, false);
-    float tile[BF16_ROWS][BF16_VECS * 16];
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(&tile[r][16 * v], acc[r][v]);
-    const int n = m->T - t < 16 * vecs ? m->T - t : 16 * vecs;  /* padding lanes are dropped */
-    matmul_store_tile(m, o, rows, t, n, &tile[0][0], BF16_VECS * 16);
+        for (int v = 0; v < vecs; v++) _mm512_storeu_ps(sums + (size_t)r * MATMUL_POSITIONS + 16 * v, acc[r][v]);
 }
 
-/* Rows [o, end) in tiles of BF16_ROWS rows, then one by one. */
+/* Rows [o, end) in groups (see GROUP_ROWS), each in tiles of BF16_ROWS rows, then one by one,
+ * MATMUL_POSITIONS positions at a time (an AMX pass leaves its last rows here with up to
+ * AMX_BATCH). */
+_Static_assert(GROUP_ROWS % BF16_ROWS == 0, "a group is whole tiles");
 BF16_TARGET static ALWAYS_INLINE void bf16_rows(const Matmul *m, int o, int end) {
     const int tile = 16 * BF16_VECS;
     const size_t step = BF16_ROWS * m->row_bytes / (size_t)((m->n_in + 1) / 2);  /* the next rows over one pass of pairs */
-    for (; o + BF16_ROWS <= end; o += BF16_ROWS) {
-        const uint8_t *w = (const uint8_t *)m->w + (size_t)o * m->row_bytes, *next = o + 2 * BF16_ROWS <= end ? w + BF16_ROWS * m->row_bytes : NULL;
-        int t = 0;
-        for (; t + tile <= m->T_padded; t += tile) bf16_tile(m, w, o, t, BF16_ROWS, BF16_VECS, t ? NULL : next, step);
-        for (; t < m->T_padded; t += 16) bf16_tile(m, w, o, t, BF16_ROWS, 1, t ? NULL : next, step);
+    _Alignas(64) float sums[GROUP_ROWS * MATMUL_POSITIONS];
+    for (int group = o; group < end; group += GROUP_ROWS) {
+        const int group_end = end - group < GROUP_ROWS ? end : group + GROUP_ROWS;
+        for (int t0 = 0; t0 < m->T_padded; t0 += MATMUL_POSITIONS) {
+            const int t1 = m->T_padded - t0 < MATMUL_POSITIONS ? m->T_padded : t0 + MATMUL_POSITIONS;
+            int r = group;
+            for (; r + BF16_ROWS <= group_end; r += BF16_ROWS) {
+                const uint8_t *w = (const uint8_t *)m->w + (size_t)r * m->row_bytes;
+                const uint8_t *next = t0 == 0 && r + 2 * BF16_ROWS <= end ? w + BF16_ROWS * m->row_bytes : NULL;
+                float *s = sums + (size_t)(r - group) * MATMUL_POSITIONS;
+                int t = t0;
+                for (; t + tile <= t1; t += tile) bf16_tile(m, w, s + (t - t0), t, BF16_ROWS, BF16_VECS, t > t0 ? NULL : next, step);
+                for (; t < t1; t += 16) bf16_tile(m, w, s + (t - t0), t, BF16_ROWS, 1, t > t0 ? NULL : next, step);
+            }
+            for (; r < group_end; r++)
+                for (int t = t0; t < t1; t += 16)
+                    bf16_tile(m, (const uint8_t *)m->w + (size_t)r * m->row_bytes, sums + (size_t)(r - group) * MATMUL_POSITIONS + (t - t0), t, 1, 1,
+                              NULL, 0);
+            const int n = (m->T < t1 ? m->T : t1) - t0;  /* (padding positions are dropped) */
+            if (n > 0) AVX512(store_group)(m, group, group_end - group, t0, n, sums);
+        }
     }
-    for (; o < end; o++)
-        for (int t = 0; t < m->T_padded; t += 16) bf16_tile(m, (const uint8_t *)m->w + (size_t)o * m->row_bytes, o, t, 1, 1, NULL, 0);
 }
 
 BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int thread) {
@@ -1599,34 +1612,11 @@ BF16_TARGET static void bf16_batch_task(void *arg, int begin, int end, int threa
 typedef struct { uint8_t palette, start_row, reserved[14]; uint16_t bytes_per_row[16]; uint8_t rows[16]; } AmxConfig;
 
 /* A tile of sums c[r][l], 16 outputs o … o + 15 (r) at 16 positions t … (l), to the outputs of
- * the first n positions: the same as matmul_store_tile, with a position's 16 outputs as one
- * vector, the tile transposed in registers (pairs, then quads within 128-bit lanes, then the
- * lanes). Element by element, through matmul_store_tile, it took 9-13% of a q8_0 prompt on one
- * core of a Xeon: the transpose made bf16 and q8_0 prompts 8-18% faster. */
+ * the first n positions, transposed in registers. Element by element, through
+ * matmul_store_tile, it took 9-13% of a q8_0 prompt on one core of a Xeon: the transpose made
+ * bf16 and q8_0 prompts 8-18% faster. */
 AMX_TARGET static void amx_store_sums(const Matmul *m, int o, int t, int n, float c[16][16]) {
-    __m512 v[16], u[16];
-    for (int r = 0; r < 16; r += 2) {  /* (loaded here: gcc made a loop of loads alone a call to memcpy) */
-        const __m512 a = _mm512_loadu_ps(c[r]), b = _mm512_loadu_ps(c[r + 1]);
-        u[r] = _mm512_unpacklo_ps(a, b), u[r + 1] = _mm512_unpackhi_ps(a, b);
-    }
-    for (int r = 0; r < 16; r += 4) {  /* v[r + j], in 128-bit lane k: rows r … r + 3 at position 4k + j */
-        v[r] = _mm512_shuffle_ps(u[r], u[r + 2], 0x44), v[r + 1] = _mm512_shuffle_ps(u[r], u[r + 2], 0xEE);
-        v[r + 2] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0x44), v[r + 3] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {  /* in place: v[4k + j], lane g = (before) v[4g + j], lane k */
-        const __m512 s0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x44), s1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xEE);
-        const __m512 s2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x44), s3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xEE);
-        v[j] = _mm512_shuffle_f32x4(s0, s2, 0x88), v[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
-        v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88), v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
-    }
-    const __m512 bias = m->bias ? _mm512_loadu_ps(m->bias + o) : _mm512_setzero_ps();
-#pragma GCC unroll 16  /* (so that v[l] is a register: as a loop to n, gcc spilled the tile to the stack) */
-    for (int l = 0; l < 16; l++) {
-        if (l >= n) break;
-        float *out = m->out + (size_t)(t + l) * m->n_out + o;
-        const __m512 y = _mm512_add_ps(v[l], bias);
-        _mm512_storeu_ps(out, m->epilogue == ACCUMULATE ? _mm512_add_ps(_mm512_loadu_ps(out), y) : y);
-    }
+    AVX512(store_transposed)(m, o, t, n, &c[0][0], 16);
 }
 
 AMX_TARGET static void bf16_amx_task(void *arg, int begin, int end, int thread) {

@@ -597,14 +597,57 @@ static void KERNEL(matmul_dot_task)(void *arg, int begin, int end, int thread) {
 
 /* ---- a batch: the GEMM micro-kernel over transposed positions ------------------------------ */
 
-/* `rows` outputs × `vecs` vectors of positions from t, from f32 weight rows w (ws apart). */
-static ALWAYS_INLINE void KERNEL(batch_tile)(const Matmul *m, const float *w, size_t ws, int o, int t, const int rows,
+/* `rows` outputs × `vecs` vectors of positions from t, from f32 weight rows w (ws apart), into
+ * sums (rows MATMUL_POSITIONS floats apart). */
+static ALWAYS_INLINE void KERNEL(batch_tile)(const Matmul *m, const float *w, size_t ws, float *sums, int t, const int rows,
                                              const int vecs, const uint8_t *prefetch, size_t prefetch_step) {
-    float tile[TILE_MAX_ROWS][TILE_MAX_VECS * VEC_WIDTH];
-    KERNEL(gemm_tile_prefetching)(&tile[0][0], TILE_MAX_VECS * VEC_WIDTH, w, ws, 1, m->in_t + t, m->T_padded, m->n_in, rows, vecs,
-                                  prefetch, prefetch_step);
-    const int n = m->T - t < vecs * VEC_WIDTH ? m->T - t : vecs * VEC_WIDTH;  /* padding lanes are dropped */
-    matmul_store_tile(m, o, rows, t, n, &tile[0][0], TILE_MAX_VECS * VEC_WIDTH);
+    KERNEL(gemm_tile_prefetching)(sums + t, MATMUL_POSITIONS, w, ws, 1, m->in_t + t, m->T_padded, m->n_in, rows, vecs, prefetch,
+                                  prefetch_step);
+}
+
+#if KERNELS_ISA == ISA_AVX512
+/* Sums s[r][l] of outputs o … o + 15 (r) at positions t … t + 15 (l; rows `stride` floats
+ * apart), to the outputs of the first n positions: the same as matmul_store_tile, with a
+ * position's 16 outputs as one vector, the tile transposed in registers (pairs, then quads
+ * within 128-bit lanes, then the lanes). */
+static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t, int n, const float *s, size_t stride) {
+    __m512 v[16], u[16];
+    for (int r = 0; r < 16; r += 2) {  /* (loaded here: gcc made a loop of loads alone a call to memcpy) */
+        const __m512 a = _mm512_loadu_ps(s + r * stride), b = _mm512_loadu_ps(s + (r + 1) * stride);
+        u[r] = _mm512_unpacklo_ps(a, b), u[r + 1] = _mm512_unpackhi_ps(a, b);
+    }
+    for (int r = 0; r < 16; r += 4) {  /* v[r + j], in 128-bit lane k: rows r … r + 3 at position 4k + j */
+        v[r] = _mm512_shuffle_ps(u[r], u[r + 2], 0x44), v[r + 1] = _mm512_shuffle_ps(u[r], u[r + 2], 0xEE);
+        v[r + 2] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0x44), v[r + 3] = _mm512_shuffle_ps(u[r + 1], u[r + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {  /* in place: v[4k + j], lane g = (before) v[4g + j], lane k */
+        const __m512 s0 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0x44), s1 = _mm512_shuffle_f32x4(v[j], v[4 + j], 0xEE);
+        const __m512 s2 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0x44), s3 = _mm512_shuffle_f32x4(v[8 + j], v[12 + j], 0xEE);
+        v[j] = _mm512_shuffle_f32x4(s0, s2, 0x88), v[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
+        v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88), v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
+    }
+    const __m512 bias = m->bias ? _mm512_loadu_ps(m->bias + o) : _mm512_setzero_ps();
+#pragma GCC unroll 16  /* (so that v[l] is a register: as a loop to n, gcc spilled the tile to the stack) */
+    for (int l = 0; l < 16; l++) {
+        if (l >= n) break;
+        float *out = m->out + (size_t)(t + l) * m->n_out + o;
+        const __m512 y = _mm512_add_ps(v[l], bias);
+        _mm512_storeu_ps(out, m->epilogue == ACCUMULATE ? _mm512_add_ps(_mm512_loadu_ps(out), y) : y);
+    }
+}
+#endif
+
+/* A group's sums of outputs o … o + rows - 1 at positions t … t + n - 1, sums[r][l] (rows
+ * MATMUL_POSITIONS floats apart), to the outputs: position by position, each position's run of
+ * outputs written at once. */
+static void KERNEL(store_group)(const Matmul *m, int o, int rows, int t, int n, const float *sums) {
+    int r = 0;
+#if KERNELS_ISA == ISA_AVX512
+    for (; r + 16 <= rows; r += 16)
+        for (int l = 0; l < n; l += 16)
+            KERNEL(store_transposed)(m, o + r, t + l, n - l < 16 ? n - l : 16, sums + (size_t)r * MATMUL_POSITIONS + l, MATMUL_POSITIONS);
+#endif
+    if (r < rows) matmul_store_tile(m, o + r, rows - r, t, n, sums + (size_t)r * MATMUL_POSITIONS, MATMUL_POSITIONS);
 }
 
 /* Weight rows [o, o + rows) as f32 rows *stride apart: a row of f32 weights is used where it
@@ -632,31 +675,45 @@ static const float *KERNEL(f32_rows)(const Matmul *m, int o, int rows, int threa
     return tile;
 }
 
+/* Weight rows a batched task computes before their sums go to the outputs. A tile's outputs
+ * are only 6 of a position's (BATCH_ROWS), and positions lie n_out floats apart (for 3072
+ * outputs 12 KB, one set of the L1 cache for all 64): each output line left L1 between the 2-3
+ * tiles that write it. Stored so, the sums took ~9% of an f32 prompt on one Xeon core. */
+#define GROUP_ROWS 48
+_Static_assert(GROUP_ROWS % BATCH_ROWS == 0 && GROUP_ROWS % 16 == 0, "a group is whole tiles, and whole transposes of 16");
+
 static void KERNEL(matmul_batch_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
     const int tile = BATCH_VECS * VEC_WIDTH;
+    _Alignas(64) float sums[GROUP_ROWS * MATMUL_POSITIONS];  /* (a pass is at most MATMUL_POSITIONS) */
     size_t ws;
     /* the next tile's weights, a little at every step of the first tile of positions (all at
      * once, before it, the prefetches queued and the loads behind them waited: one matmul of 64
      * positions ran at 130-165 GFLOP/s from memory, 190 from the cache) */
     const size_t step = BATCH_ROWS * m->row_bytes / (size_t)m->n_in;
-    int o = begin;
-    for (; o + BATCH_ROWS <= end; o += BATCH_ROWS) {
-        const float *w = KERNEL(f32_rows)(m, o, BATCH_ROWS, thread, &ws);
-        const uint8_t *next = o + 2 * BATCH_ROWS <= end ? (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes : NULL;
-        int t = 0;
-        for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, BATCH_VECS, t ? NULL : next, step);
-        _Static_assert(BATCH_VECS <= 4, "the vectors left after the whole tiles are 1, 2 or 3");
-        const uint8_t *prefetch = t ? NULL : next;
-        switch ((m->T_padded - t) / VEC_WIDTH) {  /* what is left, as one tile */
-        case 3: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 3, prefetch, step); break;
-        case 2: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 2, prefetch, step); break;
-        case 1: KERNEL(batch_tile)(m, w, ws, o, t, BATCH_ROWS, 1, prefetch, step); break;
+    for (int group = begin; group < end; group += GROUP_ROWS) {
+        const int group_end = end - group < GROUP_ROWS ? end : group + GROUP_ROWS;
+        int o = group;
+        for (; o + BATCH_ROWS <= group_end; o += BATCH_ROWS) {
+            float *s = sums + (size_t)(o - group) * MATMUL_POSITIONS;
+            const float *w = KERNEL(f32_rows)(m, o, BATCH_ROWS, thread, &ws);
+            const uint8_t *next = o + 2 * BATCH_ROWS <= end ? (const uint8_t *)m->w + (size_t)(o + BATCH_ROWS) * m->row_bytes : NULL;
+            int t = 0;
+            for (; t + tile <= m->T_padded; t += tile) KERNEL(batch_tile)(m, w, ws, s, t, BATCH_ROWS, BATCH_VECS, t ? NULL : next, step);
+            _Static_assert(BATCH_VECS <= 4, "the vectors left after the whole tiles are 1, 2 or 3");
+            const uint8_t *prefetch = t ? NULL : next;
+            switch ((m->T_padded - t) / VEC_WIDTH) {  /* what is left, as one tile */
+            case 3: KERNEL(batch_tile)(m, w, ws, s, t, BATCH_ROWS, 3, prefetch, step); break;
+            case 2: KERNEL(batch_tile)(m, w, ws, s, t, BATCH_ROWS, 2, prefetch, step); break;
+            case 1: KERNEL(batch_tile)(m, w, ws, s, t, BATCH_ROWS, 1, prefetch, step); break;
+            }
         }
-    }
-    for (; o < end; o++) {
-        const float *w = KERNEL(f32_rows)(m, o, 1, thread, &ws);
-        for (int t = 0; t < m->T_padded; t += VEC_WIDTH) KERNEL(batch_tile)(m, w, ws, o, t, 1, 1, NULL, 0);
+        for (; o < group_end; o++) {
+            const float *w = KERNEL(f32_rows)(m, o, 1, thread, &ws);
+            for (int t = 0; t < m->T_padded; t += VEC_WIDTH)
+                KERNEL(batch_tile)(m, w, ws, sums + (size_t)(o - group) * MATMUL_POSITIONS, t, 1, 1, NULL, 0);
+        }
+        KERNEL(store_group)(m, group, group_end - group, 0, m->T, sums);
     }
     matmul_finish(m, begin, end);
 }
