@@ -606,14 +606,13 @@ static ALWAYS_INLINE void KERNEL(batch_tile)(const Matmul *m, const float *w, si
 }
 
 #if KERNELS_ISA == ISA_AVX512
-/* Sums s[r][l] of outputs o … o + 15 (r) at positions t … t + 15 (l; rows `stride` floats
- * apart), to the outputs of the first n positions: the same as matmul_store_tile, with a
- * position's 16 outputs as one vector, the tile transposed in registers (pairs, then quads
- * within 128-bit lanes, then the lanes). */
-static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t, int n, const float *s, size_t stride) {
-    __m512 v[16], u[16];
+/* v[l][r] = s[r·stride + l]: 16 rows of 16 floats (rows past `rows` zero, lanes outside `lanes`
+ * zero) transposed in registers: pairs, then quads within 128-bit lanes, then the lanes. */
+static ALWAYS_INLINE void KERNEL(load_transposed)(__m512 v[16], const float *s, size_t stride, const int rows, __mmask16 lanes) {
+    __m512 u[16];
     for (int r = 0; r < 16; r += 2) {  /* (loaded here: gcc made a loop of loads alone a call to memcpy) */
-        const __m512 a = _mm512_loadu_ps(s + r * stride), b = _mm512_loadu_ps(s + (r + 1) * stride);
+        const __m512 a = r < rows ? _mm512_maskz_loadu_ps(lanes, s + r * stride) : _mm512_setzero_ps();
+        const __m512 b = r + 1 < rows ? _mm512_maskz_loadu_ps(lanes, s + (r + 1) * stride) : _mm512_setzero_ps();
         u[r] = _mm512_unpacklo_ps(a, b), u[r + 1] = _mm512_unpackhi_ps(a, b);
     }
     for (int r = 0; r < 16; r += 4) {  /* v[r + j], in 128-bit lane k: rows r … r + 3 at position 4k + j */
@@ -626,6 +625,14 @@ static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t
         v[j] = _mm512_shuffle_f32x4(s0, s2, 0x88), v[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xDD);
         v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88), v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xDD);
     }
+}
+
+/* Sums s[r][l] of outputs o … o + 15 (r) at positions t … t + 15 (l; rows `stride` floats
+ * apart), to the outputs of the first n positions: the same as matmul_store_tile, with a
+ * position's 16 outputs as one vector. */
+static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t, int n, const float *s, size_t stride) {
+    __m512 v[16];
+    KERNEL(load_transposed)(v, s, stride, 16, 0xFFFF);
     const __m512 bias = m->bias ? _mm512_loadu_ps(m->bias + o) : _mm512_setzero_ps();
 #pragma GCC unroll 16  /* (so that v[l] is a register: as a loop to n, gcc spilled the tile to the stack) */
     for (int l = 0; l < 16; l++) {
@@ -635,6 +642,25 @@ static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t
         _mm512_storeu_ps(out, m->epilogue == ACCUMULATE ? _mm512_add_ps(_mm512_loadu_ps(out), y) : y);
     }
 }
+
+/* transpose_task, 16 positions × 16 channels at a time (bf16 weights' rounded activations:
+ * transpose_task itself) */
+_Static_assert(TRANSPOSE_CHANNELS == 16, "a block of channels is one vector");
+static void KERNEL(transpose_tiles_task)(void *arg, int begin, int end, int thread) {
+    const Matmul *m = arg;
+    if (m->dtype == GPT2_BF16) { transpose_task(arg, begin, end, thread); return; }
+    for (int block = begin; block < end; block++) {
+        const int i0 = block * TRANSPOSE_CHANNELS, channels = m->n_in - i0 < 16 ? m->n_in - i0 : 16;
+        for (int t = 0; t < m->T_padded; t += 16) {  /* (the positions past T: zero rows) */
+            __m512 v[16];
+            KERNEL(load_transposed)(v, m->in + (size_t)t * m->n_in + i0, (size_t)m->n_in, m->T - t, (__mmask16)((1u << channels) - 1));
+            for (int c = 0; c < channels; c++) _mm512_storeu_ps(m->in_t + (size_t)(i0 + c) * m->T_padded + t, v[c]);
+        }
+    }
+}
+#define TRANSPOSE_TASK KERNEL(transpose_tiles_task)
+#else
+#define TRANSPOSE_TASK transpose_task
 #endif
 
 /* A group's sums of outputs o … o + rows - 1 at positions t … t + n - 1, sums[r][l] (rows
@@ -1314,7 +1340,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
             continue;
         }
         const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
-        pool_run(pool, transpose_task, &m, blocks, pool_chunk(pool, blocks, 1));
+        pool_run(pool, TRANSPOSE_TASK, &m, blocks, pool_chunk(pool, blocks, 1));
         pool_run(pool, KERNEL(matmul_batch_task), &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
     }
 }
@@ -1535,6 +1561,7 @@ static const Kernels KERNEL(kernels_table) = {KERNELS_NAME, KERNEL(matmul), KERN
 #ifndef KERNELS_KEEP  /* the build's own copy keeps its names for the rest of gpt2.c and the trainer */
 #undef VEC_WIDTH
 #undef BATCH_ROWS
+#undef TRANSPOSE_TASK
 #undef BATCH_VECS
 #undef DOT_ROWS
 #undef DOT_ROWS_NARROW
