@@ -663,15 +663,44 @@ static void KERNEL(transpose_tiles_task)(void *arg, int begin, int end, int thre
 #define TRANSPOSE_TASK transpose_task
 #endif
 
+#if KERNELS_ISA == ISA_AVX2
+/* Sums s[r][l] of outputs o … o + 7 (r) at positions t … t + 7 (l; rows `stride` floats apart),
+ * to the outputs of the first n positions, a position's 8 outputs as one vector: the tile
+ * transposed in registers as AVX-512's 16 × 16 (pairs, quads within 128-bit lanes, the lanes). */
+static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t, int n, const float *s, size_t stride) {
+    __m256 u[8], v[8];
+    for (int r = 0; r < 8; r += 2) {
+        const __m256 a = _mm256_loadu_ps(s + r * stride), b = _mm256_loadu_ps(s + (r + 1) * stride);
+        u[r] = _mm256_unpacklo_ps(a, b), u[r + 1] = _mm256_unpackhi_ps(a, b);
+    }
+    for (int r = 0; r < 8; r += 4) {  /* v[r + j], in 128-bit lane k: rows r … r + 3 at position 4k + j */
+        v[r] = _mm256_shuffle_ps(u[r], u[r + 2], 0x44), v[r + 1] = _mm256_shuffle_ps(u[r], u[r + 2], 0xEE);
+        v[r + 2] = _mm256_shuffle_ps(u[r + 1], u[r + 3], 0x44), v[r + 3] = _mm256_shuffle_ps(u[r + 1], u[r + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {  /* position j: the low lanes of v[j] and v[4 + j]; position 4 + j: the high */
+        const __m256 low = _mm256_permute2f128_ps(v[j], v[4 + j], 0x20), high = _mm256_permute2f128_ps(v[j], v[4 + j], 0x31);
+        u[j] = low, u[4 + j] = high;
+    }
+    const __m256 bias = m->bias ? _mm256_loadu_ps(m->bias + o) : _mm256_setzero_ps();
+    for (int l = 0; l < 8; l++) {
+        if (l >= n) break;
+        float *out = m->out + (size_t)(t + l) * m->n_out + o;
+        const __m256 y = _mm256_add_ps(u[l], bias);
+        _mm256_storeu_ps(out, m->epilogue == ACCUMULATE ? _mm256_add_ps(_mm256_loadu_ps(out), y) : y);
+    }
+}
+#endif
+
 /* A group's sums of outputs o … o + rows - 1 at positions t … t + n - 1, sums[r][l] (rows
  * MATMUL_POSITIONS floats apart), to the outputs: position by position, each position's run of
  * outputs written at once. */
 static void KERNEL(store_group)(const Matmul *m, int o, int rows, int t, int n, const float *sums) {
     int r = 0;
-#if KERNELS_ISA == ISA_AVX512
-    for (; r + 16 <= rows; r += 16)
-        for (int l = 0; l < n; l += 16)
-            KERNEL(store_transposed)(m, o + r, t + l, n - l < 16 ? n - l : 16, sums + (size_t)r * MATMUL_POSITIONS + l, MATMUL_POSITIONS);
+#if KERNELS_ISA == ISA_AVX512 || KERNELS_ISA == ISA_AVX2  /* VEC_WIDTH × VEC_WIDTH at a time */
+    for (; r + VEC_WIDTH <= rows; r += VEC_WIDTH)
+        for (int l = 0; l < n; l += VEC_WIDTH)
+            KERNEL(store_transposed)(m, o + r, t + l, n - l < VEC_WIDTH ? n - l : VEC_WIDTH, sums + (size_t)r * MATMUL_POSITIONS + l,
+                                     MATMUL_POSITIONS);
 #endif
     if (r < rows) matmul_store_tile(m, o + r, rows - r, t, n, sums + (size_t)r * MATMUL_POSITIONS, MATMUL_POSITIONS);
 }
