@@ -643,12 +643,12 @@ static ALWAYS_INLINE void KERNEL(store_transposed)(const Matmul *m, int o, int t
     }
 }
 
-/* transpose_task, 16 positions × 16 channels at a time (bf16 weights' rounded activations:
- * transpose_task itself) */
+/* transpose_task, 16 positions × 16 channels at a time (not for bf16 weights, whose
+ * activations it rounds) */
 _Static_assert(TRANSPOSE_CHANNELS == 16, "a block of channels is one vector");
 static void KERNEL(transpose_tiles_task)(void *arg, int begin, int end, int thread) {
     const Matmul *m = arg;
-    if (m->dtype == GPT2_BF16) { transpose_task(arg, begin, end, thread); return; }
+    (void)thread;
     for (int block = begin; block < end; block++) {
         const int i0 = block * TRANSPOSE_CHANNELS, channels = m->n_in - i0 < 16 ? m->n_in - i0 : 16;
         for (int t = 0; t < m->T_padded; t += 16) {  /* (the positions past T: zero rows) */
@@ -1369,7 +1369,7 @@ static void KERNEL(matmul)(gpt2_pool *pool, const MatmulScratch *scratch, float 
             continue;
         }
         const int blocks = (m.n_in + TRANSPOSE_CHANNELS - 1) / TRANSPOSE_CHANNELS;
-        pool_run(pool, TRANSPOSE_TASK, &m, blocks, pool_chunk(pool, blocks, 1));
+        pool_run(pool, w->dtype == GPT2_BF16 ? transpose_task : TRANSPOSE_TASK, &m, blocks, pool_chunk(pool, blocks, 1));
         pool_run(pool, KERNEL(matmul_batch_task), &m, m.n_out, pool_chunk(pool, m.n_out, BATCH_ROWS));
     }
 }
