@@ -388,11 +388,11 @@ static void test_models(const char *dir, const char *model_path, const char *scr
 /* Every matmul path of every kernel set against plain C on the same inputs, for each type: the
  * shapes of the fixtures and of GPT-2 (rows of 36 to 3200 values), and 200 rows (each of the
  * two threads' chunks, 30 rows, has sums stored 16 outputs at a time and some left over),
- * batches from 1 position to more than one chunk, each epilogue with a bias. The quantized types quantize the activations
- * the same way in every set (to the byte: a different rounding would move a result by a step of
- * 8 bits), and take the q4_0/q8_0 offsets off in integers, so only the order of float additions
- * differs: 1e-5 of the sum's size, Σ |w·x| (relative to the result itself, a sum that cancels
- * would look worse than its rounding). */
+ * batches from 1 position to more than one chunk, each epilogue with a bias. The quantized
+ * types quantize the activations the same way in every set (to the byte: a different rounding
+ * would move a result by a step of 8 bits), and take the q4_0/q8_0 offsets off in integers, so
+ * only the order of float additions differs: 1e-5 of the sum's size, Σ |w·x| (relative to the
+ * result itself, a sum that cancels would look worse than its rounding). */
 static void test_matmul_kernels(void) {
     static const int shapes[][2] = {{37, 36}, {96, 800}, {50, 3200}, {200, 100}}, batches[] = {1, 3, 4, 17, 64, 100, 300};
     enum { MAX_T = 300 };  /* more than one pass of every set: MATMUL_POSITIONS, or AMX_BATCH */
